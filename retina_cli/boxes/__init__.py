@@ -1,0 +1,1 @@
+"""Box math: one implementation of each piece (IoU, encode/decode, anchors, matching)."""

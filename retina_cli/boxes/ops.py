@@ -1,0 +1,46 @@
+"""Elementary box operations. Boxes are ``xyxy`` in absolute pixels everywhere in the code."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Area of ``(..., 4)`` xyxy boxes -> ``(...)``; degenerate boxes have area 0."""
+    return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
+
+
+def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of every box in ``a`` ``(..., M, 4)`` with every box in ``b`` ``(..., N, 4)`` -> ``(..., M, N)``.
+
+    Leading dimensions broadcast, so a batch ``(B, G, 4)`` against shared anchors ``(R, 4)`` gives
+    ``(B, G, R)``. Matches ``torchvision.ops.box_iou`` for 2-D inputs; 0 where the union is empty.
+    """
+    area_a = box_area(a)[..., :, None]
+    area_b = box_area(b)[..., None, :]
+    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
+    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a + area_b - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+
+
+def clip_boxes(boxes: Tensor, height: int | Tensor, width: int | Tensor) -> Tensor:
+    """Clip ``(..., 4)`` xyxy boxes to ``[0, width] x [0, height]``."""
+    x = boxes[..., 0::2].clamp(min=0, max=width)
+    y = boxes[..., 1::2].clamp(min=0, max=height)
+    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """``(..., 4)`` xyxy -> ``(..., 4)`` centre x, centre y, width, height."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack(((x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1), dim=-1)
+
+
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """``(..., 4)`` centre x, centre y, width, height -> ``(..., 4)`` xyxy."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)

@@ -1,0 +1,1 @@
+"""The ``retina`` command line: one module per command; no model math here."""

@@ -1,0 +1,70 @@
+"""The Typer application and the entry point that turns user errors into one-line messages."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from retina_cli import __version__
+from retina_cli.errors import RetinaError
+
+app = typer.Typer(
+    name="retina",
+    help="RetinaNet object detection from the command line: train on a folder of labels, evaluate, predict.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console that drops colours when not a TTY or with NO_COLOR."""
+    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"retina {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    # each command module adds itself to ``app``; imported here so `retina --help` lists them
+    from retina_cli.cli import backbones  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except RetinaError as exc:
+        if _state["debug"]:
+            raise
+        console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise

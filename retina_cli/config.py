@@ -1,0 +1,168 @@
+"""Frozen configuration dataclasses. They round-trip to plain dicts and travel in checkpoints.
+
+A model is rebuilt from ``ModelConfig`` alone; ``LossConfig`` and ``PostprocessConfig`` hold the
+paper's training and inference knobs. CLI flags map to these fields one to one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, TypeVar
+
+from retina_cli.errors import ConfigError
+
+T = TypeVar("T")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    """Anchors per FPN level: ``len(ratios) * len(scales)`` boxes at every feature-map cell.
+
+    sizes: base size per level, lowest level first; empty means the paper's ``4 * stride``
+        (32..512 for P3..P7).
+    offset: where in a cell the anchor centre sits, as a fraction of the stride (0.0 is
+        torchvision's and detectron2's convention, 0.5 the cell centre).
+    rounding: torchvision's quantisation (``int(size * scale)`` and cell anchors rounded to
+        whole pixels); on for checkpoints converted from torchvision so detections match exactly.
+    """
+
+    sizes: tuple[float, ...] = ()
+    ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    scales: tuple[float, ...] = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
+    offset: float = 0.0
+    rounding: bool = False
+
+    @property
+    def num_anchors(self) -> int:
+        return len(self.ratios) * len(self.scales)
+
+    def sizes_for(self, levels: tuple[int, ...]) -> tuple[float, ...]:
+        if not self.sizes:
+            return tuple(4.0 * 2**lvl for lvl in levels)
+        if len(self.sizes) != len(levels):
+            raise ConfigError(
+                f"--anchor-sizes has {len(self.sizes)} values but the FPN has {len(levels)} levels "
+                f"(P{levels[0]}-P{levels[-1]}); give one size per level"
+            )
+        return tuple(float(s) for s in self.sizes)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a RetinaNet and pre-process its input.
+
+    mean/std are in 0..1 pixel units (images are scaled by 1/255 first).
+    """
+
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+    backbone: str = "resnet50"
+    provider: str = "timm"
+    min_level: int = 3
+    max_level: int = 7
+    fpn_channels: int = 256
+    p6_from: str = "c5"  # "c5": P6 from the deepest backbone map (paper); "p5": from the top FPN output
+    head_depth: int = 4
+    head_width: int = 256
+    head_norm: str = "none"  # "none" (paper) or "gn" (GroupNorm(32) after each head conv)
+    prior: float = 0.01
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    img_size: int = 640
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    bbox_clip: float = math.log(1000.0 / 16)
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 1:
+            raise ConfigError(f"num_classes must be at least 1, got {self.num_classes}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ConfigError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        if not 1 <= self.min_level <= self.max_level:
+            raise ConfigError(f"FPN levels {self.min_level}-{self.max_level} are not a valid range")
+        if self.p6_from not in ("c5", "p5"):
+            raise ConfigError(f"p6_from must be 'c5' or 'p5', got {self.p6_from!r}")
+        if self.head_norm not in ("none", "gn"):
+            raise ConfigError(f"head_norm must be 'none' or 'gn', got {self.head_norm!r}")
+        if not 0.0 < self.prior < 1.0:
+            raise ConfigError(f"prior must be in (0, 1), got {self.prior}")
+        if self.img_size % 2**self.max_level:
+            raise ConfigError(
+                f"--img-size {self.img_size} must be a multiple of {2**self.max_level} "
+                f"(the stride of P{self.max_level})"
+            )
+        self.anchors.sizes_for(self.levels)
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        return tuple(range(self.min_level, self.max_level + 1))
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return tuple(2**lvl for lvl in self.levels)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Target assignment and loss (paper defaults: IoU >= 0.5 fg, < 0.4 bg, gamma 2, alpha 0.25)."""
+
+    gamma: float = 2.0
+    alpha: float = 0.25  # negative: no alpha weighting
+    box_loss: str = "l1"  # "l1", "smooth_l1" or "giou"
+    smooth_l1_beta: float = 0.1
+    box_weight: float = 1.0
+    fg_iou: float = 0.5
+    bg_iou: float = 0.4
+    low_quality_matches: bool = True
+
+    def __post_init__(self) -> None:
+        if self.box_loss not in ("l1", "smooth_l1", "giou"):
+            raise ConfigError(f"--box-loss must be l1, smooth_l1 or giou, got {self.box_loss!r}")
+        if self.bg_iou > self.fg_iou:
+            raise ConfigError(f"background IoU {self.bg_iou} is above foreground IoU {self.fg_iou}")
+        if self.gamma < 0:
+            raise ConfigError(f"--gamma must be >= 0, got {self.gamma}")
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Inference: per level keep the ``topk`` best scores above ``score_thresh``, decode, NMS."""
+
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    topk: int = 1000
+    max_det: int = 300
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A dataclass (nested ones included) as a dict of plain Python values; tuples become lists."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(cfg)
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Rebuild ``cls`` from :func:`to_dict` output. Unknown keys are an error, missing ones default."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        ftype = fields[name].type
+        if ftype == "AnchorConfig" or ftype is AnchorConfig:
+            value = from_dict(AnchorConfig, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)

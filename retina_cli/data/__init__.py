@@ -1,0 +1,1 @@
+"""Datasets from folders of labels, validation, transforms and batching."""

@@ -1,0 +1,71 @@
+"""Wrappers that put anchors, loss and post-processing around the pure :class:`RetinaNet`."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from retina_cli.boxes.anchors import AnchorCache
+from retina_cli.config import LossConfig, PostprocessConfig
+from retina_cli.data.batch import BatchTargets
+from retina_cli.losses import retinanet_loss
+from retina_cli.model.head import concat_levels, flatten_level
+from retina_cli.model.retinanet import RetinaNet
+from retina_cli.postprocess import Detections, postprocess
+
+
+class Normalize(nn.Module):
+    """0..255 pixels ``(N, 3, H, W)`` -> ``(x / 255 - mean) / std`` with the model config's mean/std."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return (images - self.mean) / self.std
+
+
+def _feature_sizes(outputs: list[Tensor]) -> list[tuple[int, int]]:
+    return [(int(o.shape[-2]), int(o.shape[-1])) for o in outputs]
+
+
+class TrainingModel(nn.Module):
+    """Images 0..255 ``(N, 3, H, W)`` + :class:`BatchTargets` -> loss dict (see ``retinanet_loss``)."""
+
+    def __init__(self, model: RetinaNet, loss_cfg: LossConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_cfg = loss_cfg
+        self.normalize = Normalize(model.cfg.mean, model.cfg.std)
+        self.anchors = AnchorCache(model.cfg.anchors, model.cfg.levels)
+
+    def forward(self, images: Tensor, targets: BatchTargets, normalizer: Tensor | None = None) -> dict[str, Tensor]:
+        cls_out, box_out = self.model(self.normalize(images))
+        anchors = torch.cat(self.anchors(_feature_sizes(cls_out), images.device))
+        cls_logits, box_deltas = concat_levels(cls_out, box_out, self.model.cfg.num_classes)
+        return retinanet_loss(
+            cls_logits.float(), box_deltas.float(), anchors, targets.boxes, targets.labels, targets.valid,
+            self.loss_cfg, targets.ignore, normalizer,
+        )
+
+
+class InferenceModel(nn.Module):
+    """Images 0..255 ``(N, 3, H, W)`` -> one :class:`Detections` per image, in network-input pixels."""
+
+    def __init__(self, model: RetinaNet, post_cfg: PostprocessConfig | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.post_cfg = post_cfg or PostprocessConfig()
+        self.normalize = Normalize(model.cfg.mean, model.cfg.std)
+        self.anchors = AnchorCache(model.cfg.anchors, model.cfg.levels)
+
+    @torch.inference_mode()
+    def forward(self, images: Tensor) -> list[Detections]:
+        cls_out, box_out = self.model(self.normalize(images))
+        k = self.model.cfg.num_classes
+        anchors = self.anchors(_feature_sizes(cls_out), images.device)
+        return postprocess(
+            [flatten_level(c, k) for c in cls_out], [flatten_level(b, 4) for b in box_out], anchors,
+            (int(images.shape[-2]), int(images.shape[-1])), self.post_cfg, self.model.cfg.bbox_clip,
+        )

@@ -1,0 +1,83 @@
+"""Focal loss and box losses, computed for the whole batch on stacked ``(N, R, ...)`` tensors."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import generalized_box_iou_loss
+
+from retina_cli.boxes import coder
+from retina_cli.boxes.matcher import FOREGROUND, IGNORE, match_anchors
+from retina_cli.config import LossConfig
+
+
+def sigmoid_focal_loss(logits: Tensor, targets: Tensor, gamma: float = 2.0, alpha: float = 0.25) -> Tensor:
+    """Elementwise focal loss FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t); same shape as ``logits``.
+
+    ``targets`` are 0/1 floats of the same shape. ``alpha < 0`` switches alpha weighting off; with
+    ``gamma = 0`` and ``alpha < 0`` this is binary cross-entropy with logits.
+    """
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    if gamma == 0:
+        loss = ce
+    else:
+        p = torch.sigmoid(logits)
+        p_t = p * targets + (1 - p) * (1 - targets)
+        loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss
+
+
+def retinanet_loss(
+    cls_logits: Tensor,
+    box_deltas: Tensor,
+    anchors: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    gt_valid: Tensor,
+    cfg: LossConfig,
+    gt_ignore: Tensor | None = None,
+    normalizer: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """RetinaNet loss for a batch.
+
+    cls_logits: ``(N, R, K)``; box_deltas: ``(N, R, 4)``; anchors: ``(R, 4)`` xyxy;
+    gt_boxes: ``(N, G, 4)`` xyxy padded; gt_labels: ``(N, G)`` int64 in ``[0, K)``;
+    gt_valid / gt_ignore: ``(N, G)`` bool.
+    normalizer: the number of foreground anchors to divide by (e.g. summed over DDP ranks);
+    defaults to this batch's count, at least 1.
+
+    Returns ``{"cls", "box", "loss", "num_fg"}``: the focal loss summed over non-ignored anchors and
+    the box loss summed over foreground anchors, each divided by the normaliser.
+    """
+    matches = match_anchors(
+        anchors, gt_boxes, gt_valid, cfg.fg_iou, cfg.bg_iou, cfg.low_quality_matches, gt_ignore
+    )
+    fg = matches.state == FOREGROUND  # (N, R)
+    valid = matches.state != IGNORE  # (N, R)
+    num_fg = fg.sum()
+    norm = normalizer if normalizer is not None else num_fg.clamp(min=1).to(cls_logits.dtype)
+
+    matched_labels = torch.gather(gt_labels, 1, matches.gt_index)  # (N, R)
+    targets = torch.zeros_like(cls_logits)
+    targets[fg, matched_labels[fg]] = 1.0
+    focal = sigmoid_focal_loss(cls_logits[valid], targets[valid], cfg.gamma, cfg.alpha)
+    cls_loss = focal.sum() / norm
+
+    matched_boxes = torch.gather(gt_boxes, 1, matches.gt_index[..., None].expand(-1, -1, 4))  # (N, R, 4)
+    fg_anchors = anchors.expand(fg.shape[0], -1, -1)[fg]  # (F, 4)
+    fg_boxes = matched_boxes[fg]
+    fg_deltas = box_deltas[fg].float()
+    if cfg.box_loss == "giou":
+        pred = coder.decode(fg_deltas, fg_anchors)
+        box = generalized_box_iou_loss(pred, fg_boxes, reduction="sum")
+    else:
+        target = coder.encode(fg_boxes, fg_anchors)
+        if cfg.box_loss == "l1":
+            box = F.l1_loss(fg_deltas, target, reduction="sum")
+        else:
+            box = F.smooth_l1_loss(fg_deltas, target, reduction="sum", beta=cfg.smooth_l1_beta)
+    box_loss = cfg.box_weight * box / norm
+    return {"cls": cls_loss, "box": box_loss, "loss": cls_loss + box_loss, "num_fg": num_fg}
