@@ -60,6 +60,7 @@ def match_anchors(
         fg |= is_best.any(dim=1)
     state[fg] = FOREGROUND
     if gt_ignore is not None:
-        matched_ignore = torch.gather(gt_ignore, 1, gt_index) & (best_iou >= bg_iou)
+        # low-quality matches included: an ignored GT must never produce a foreground anchor
+        matched_ignore = torch.gather(gt_ignore, 1, gt_index) & (state != BACKGROUND)
         state[matched_ignore] = IGNORE
     return Matches(gt_index, state)
