@@ -1,0 +1,157 @@
+"""COCO JSON: ``instances_*.json`` (or any COCO json) plus a folder of images.
+
+Split names come from the json file name (``instances_val2017.json`` -> val). The image folder is
+looked for next to the json and under the root (``<tag>/``, ``images/<tag>/``, ``images/``, the
+root itself); the folder holding most of the first images wins. Category ids are mapped to
+contiguous labels in id order (``RawDataset.category_ids`` keeps the original ids); ``iscrowd``
+becomes ``ignore=True``. Image sizes come from the json's width/height (header read if absent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from retina_cli.data.formats import RawDataset, split_from_name
+from retina_cli.data.records import ImageRecord
+from retina_cli.data.report import ValidationReport
+from retina_cli.data.validate import inside_root, make_record, skip_image
+from retina_cli.errors import DataError
+
+
+def find_jsons(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root] if root.suffix == ".json" else []
+    found: list[Path] = []
+    for folder in (root / "annotations", root):
+        if folder.is_dir():
+            inst = sorted(folder.glob("instances_*.json"))
+            found += inst or sorted(p for p in folder.glob("*.json") if _looks_like_coco(p))
+    return found
+
+
+def _looks_like_coco(path: Path) -> bool:
+    """Cheap check on the first KiB: a COCO file is an object with "images" (results files are lists)."""
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+    return head.startswith(b"{") and (b'"images"' in head or b'"annotations"' in head or b'"info"' in head)
+
+
+def detect(root: Path) -> str | None:
+    found = find_jsons(root)
+    if found:
+        return f"found COCO json {found[0].name}" + (f" (+{len(found) - 1} more)" if len(found) > 1 else "")
+    return None
+
+
+def load(root: Path, report: ValidationReport) -> RawDataset:
+    base = root if root.is_dir() else root.parent
+    files = find_jsons(root)
+    if not files:
+        raise DataError(f"{root}: no COCO json (instances_*.json) found; pass the json file or its folder")
+    docs = [(f, _read_json(f)) for f in files]
+    cats: dict[int, str] = {}
+    for f, doc in docs:
+        for c in doc.get("categories", []):
+            try:
+                cats.setdefault(int(c["id"]), str(c.get("name", c["id"])))
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{f}: category without an integer 'id': {c!r}; fix the categories list") from None
+    if not cats:
+        raise DataError(f"{files[0]}: no 'categories'; a COCO json must list its categories")
+    ids = sorted(cats)
+    lut = {cid: i for i, cid in enumerate(ids)}
+    groups: dict[str | None, list[ImageRecord]] = {}
+    for f, doc in docs:
+        split = split_from_name(f.stem) if len(docs) > 1 or "instances_" in f.name else None
+        groups.setdefault(split, []).extend(_records(f, doc, base, lut, report))
+    return RawDataset(class_names=[cats[i] for i in ids], groups=groups, category_ids=ids)
+
+
+def _read_json(f: Path) -> dict:
+    try:
+        with open(f, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{f}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
+    if not isinstance(doc, dict) or "images" not in doc:
+        raise DataError(f"{f}: not a COCO annotation file (no 'images' list); pass the dataset's instances_*.json")
+    return doc
+
+
+def _image_dir(json_file: Path, base: Path, names: list[str]) -> Path:
+    tag = json_file.stem.split("instances_")[-1]
+    cands = [base / tag, base / "images" / tag, base / "images", base, json_file.parent, json_file.parent.parent / tag,
+             json_file.parent.parent / "images"]
+    sample = names[:8]
+    best, hits = cands[0], -1
+    for c in cands:
+        if c.is_dir():
+            n = sum((c / s).is_file() for s in sample)
+            if n > hits:
+                best, hits = c, n
+    return best
+
+
+def _records(f: Path, doc: dict, base: Path, lut: dict[int, int], report: ValidationReport) -> list[ImageRecord]:
+    images = doc.get("images", [])
+    anns = doc.get("annotations", [])
+    img_dir = _image_dir(f, base, [str(im.get("file_name", "")) for im in images])
+    by_image: dict[int, list[dict]] = {}
+    for a in anns:
+        by_image.setdefault(a.get("image_id"), []).append(a)
+    known_ids = {im.get("id") for im in images}
+    for img_id in by_image.keys() - known_ids:
+        report.warn(f, None, f"{len(by_image[img_id])} annotations refer to image_id {img_id!r} which is not in 'images'; dropped")
+        report.dropped += len(by_image[img_id])
+    try:
+        listing = set(os.listdir(img_dir))
+    except OSError:
+        listing = set()
+    out = []
+    for im in images:
+        name = str(im.get("file_name", ""))
+        img_anns = by_image.get(im.get("id"), [])
+        path = inside_root(base, name, img_dir)
+        if path is None:
+            skip_image(report, f, None, f"image {name!r} (id {im.get('id')}) points outside the dataset folder; skipped")
+            report.dropped += len(img_anns)
+            continue
+        if name not in listing and not path.is_file():
+            skip_image(report, f, None, f"image {name!r} (id {im.get('id')}) not found in {img_dir}; skipped")
+            report.dropped += len(img_anns)
+            continue
+        boxes, labels, crowd = _boxes(f, img_anns, lut, report)
+        w, h = im.get("width"), im.get("height")
+        size = (int(w), int(h)) if isinstance(w, (int, float)) and isinstance(h, (int, float)) else None
+        img_id = im.get("id")
+        rec = make_record(path, boxes, labels, crowd, len(lut), report, label_file=f, size=size,
+                          image_id=int(img_id) if isinstance(img_id, int) else None)
+        if rec is not None:
+            out.append(rec)
+    return out
+
+
+def _boxes(f: Path, anns: list[dict], lut: dict[int, int], report: ValidationReport):
+    """Annotations of one image -> ``(n, 4)`` xyxy float64, ``(n,)`` labels, ``(n,)`` iscrowd."""
+    boxes, labels, crowd = [], [], []
+    for a in anns:
+        bbox = a.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
+            report.warn(f, None, f"annotation {a.get('id')}: bbox must be [x, y, w, h] numbers, got {bbox!r}; dropped")
+            report.dropped += 1
+            continue
+        cid = a.get("category_id")
+        if cid not in lut:
+            report.warn(f, None, f"annotation {a.get('id')}: category_id {cid!r} is not in 'categories'; dropped")
+            report.dropped += 1
+            continue
+        boxes.append(bbox)
+        labels.append(lut[cid])
+        crowd.append(bool(a.get("iscrowd", 0)))
+    xywh = np.asarray(boxes, np.float64).reshape(-1, 4)
+    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    return xyxy, np.asarray(labels, np.int64), np.asarray(crowd, bool)

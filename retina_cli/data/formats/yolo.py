@@ -1,0 +1,227 @@
+"""YOLO layout: ``images/`` + ``labels/`` with one ``class cx cy w h`` (normalised) line per box.
+
+Class names come from an ultralytics ``data.yaml``/``dataset.yaml`` (``names`` as a list or an
+``{id: name}`` mapping; ``train``/``val``/``test`` entries as folders, lists of folders or .txt
+image lists) or from ``classes.txt``. Without a yaml, ``images/{train,val,test}/`` sub-folders are
+the splits. A label path is the image path with its last ``images`` folder replaced by ``labels``
+and the suffix by ``.txt``; an image without a label file is a negative. Polygon (segment) lines
+are accepted and turned into their bounding box.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from retina_cli.data.formats import RawDataset
+from retina_cli.data.images import is_image
+from retina_cli.data.records import ImageRecord
+from retina_cli.data.report import ValidationReport
+from retina_cli.data.validate import inside_root, make_record
+from retina_cli.errors import DataError
+
+YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
+SPLITS = ("train", "val", "test")
+
+
+def find_yaml(root: Path) -> Path | None:
+    if root.is_file() and root.suffix in (".yaml", ".yml"):
+        return root
+    for name in YAML_NAMES:
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def detect(root: Path) -> str | None:
+    """Why ``root`` looks like a YOLO dataset, or None."""
+    found = find_yaml(root)
+    if found is not None:
+        return f"found {found.name} (ultralytics data yaml)"
+    if root.is_dir() and (root / "images").is_dir() and (root / "labels").is_dir():
+        return "found images/ and labels/ folders"
+    return None
+
+
+def label_path(image: Path) -> Path:
+    """``.../images/a/b.jpg`` -> ``.../labels/a/b.txt``."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")
+
+
+def load(root: Path, report: ValidationReport) -> RawDataset:
+    yaml_file = find_yaml(root)
+    base = root if root.is_dir() else root.parent
+    if yaml_file is not None:
+        names, sources, base = _read_yaml(yaml_file)
+    else:
+        names = _read_classes_txt(base)
+        sources = _folder_splits(base)
+    groups: dict[str | None, list[ImageRecord]] = {}
+    expected_labels: set[Path] = set()
+    label_dirs: set[Path] = set()
+    for split, images in sources.items():
+        records = []
+        for image in images:
+            lab = label_path(image)
+            expected_labels.add(lab)
+            label_dirs.add(_labels_root(lab))
+            rec = _read_one(image, lab, len(names), report)
+            if rec is not None:
+                records.append(rec)
+        groups[split] = records
+    _report_orphan_labels(label_dirs, expected_labels, report)
+    return RawDataset(class_names=names, groups=groups)
+
+
+def _read_one(image: Path, lab: Path, num_classes: int, report: ValidationReport) -> ImageRecord | None:
+    boxes, labels, lines = [], [], []
+    if lab.is_file():
+        for lineno, text in enumerate(lab.read_text(errors="replace").splitlines(), start=1):
+            fields = text.split()
+            if not fields:
+                continue
+            parsed = _parse_line(fields)
+            if isinstance(parsed, str):
+                report.warn(lab, lineno, f"{parsed}; line skipped")
+                report.dropped += 1
+                continue
+            cls, box = parsed
+            boxes.append(box)
+            labels.append(cls)
+            lines.append(lineno)
+    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return make_record(
+        image, arr, np.asarray(labels, np.int64), np.zeros(len(labels), bool), num_classes, report,
+        label_file=lab if lab.is_file() else image, lines=lines, normalized=True,
+    )
+
+
+def _parse_line(fields: list[str]) -> tuple[int, list[float]] | str:
+    """``class cx cy w h`` (or ``class x1 y1 x2 y2 ...`` polygon) -> (class, normalised xyxy), or a problem."""
+    if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
+        return f"malformed line: expected 'class cx cy w h' (5 numbers), got {len(fields)} fields"
+    try:
+        values = [float(v) for v in fields]
+    except ValueError:
+        return f"malformed line: not numbers: {' '.join(fields)[:80]!r}"
+    cls = values[0]
+    if not np.isfinite(cls) or cls != int(cls):
+        return f"malformed line: class id {fields[0]!r} is not an integer"
+    if len(values) == 5:
+        cx, cy, w, h = values[1:]
+        return int(cls), [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+    pts = np.asarray(values[1:]).reshape(-1, 2)
+    return int(cls), [*pts.min(axis=0).tolist(), *pts.max(axis=0).tolist()]
+
+
+def _labels_root(lab: Path) -> Path:
+    parts = lab.parts
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "labels":
+            return Path(*parts[: i + 1])
+    return lab.parent
+
+
+def _report_orphan_labels(label_dirs: set[Path], expected: set[Path], report: ValidationReport) -> None:
+    """Label files with no image next to them: reported, as their boxes are lost."""
+    for d in sorted(label_dirs):
+        if not d.is_dir() or d.name != "labels":
+            continue
+        for lab in sorted(d.rglob("*.txt")):
+            if lab not in expected and lab.name != "classes.txt":
+                report.warn(lab, None, "label file without an image (expected the same name under images/); labels ignored")
+
+
+def _read_classes_txt(base: Path) -> list[str]:
+    for cand in (base / "classes.txt", base / "labels" / "classes.txt"):
+        if cand.is_file():
+            names = [ln.strip() for ln in cand.read_text().splitlines() if ln.strip()]
+            if names:
+                return names
+    raise DataError(
+        f"{base}: no class names for this YOLO dataset; add data.yaml with 'names:' or classes.txt with one name per line"
+    )
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if is_image(p) and p.is_file())
+
+
+def _folder_splits(base: Path) -> dict[str | None, list[Path]]:
+    images = base / "images"
+    if not images.is_dir():
+        raise DataError(f"{base}: no images/ folder; a YOLO dataset needs images/ and labels/ (or a data.yaml)")
+    subs = {s: images / s for s in SPLITS if (images / s).is_dir()}
+    if subs:
+        return {s: _list_images(d) for s, d in subs.items()}
+    return {None: _list_images(images)}
+
+
+def _read_yaml(yaml_file: Path) -> tuple[list[str], dict[str | None, list[Path]], Path]:
+    try:
+        data = yaml.safe_load(yaml_file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f"{yaml_file}:{line + 1}" if line is not None else str(yaml_file)
+        raise DataError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the file") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{yaml_file}: expected a mapping with names: and train:/val: entries")
+    names = data.get("names")
+    if isinstance(names, dict):
+        try:
+            keys = sorted(int(k) for k in names)
+        except ValueError:
+            raise DataError(f"{yaml_file}: 'names' keys must be class ids 0..K-1") from None
+        if keys != list(range(len(keys))):
+            raise DataError(f"{yaml_file}: 'names' ids must be 0..{len(keys) - 1} without gaps, got {keys}")
+        names = [str(names[k] if k in names else names[str(k)]) for k in keys]
+    elif isinstance(names, list):
+        names = [str(n) for n in names]
+    else:
+        names = _read_classes_txt(yaml_file.parent)
+    base = yaml_file.parent
+    if data.get("path"):
+        p = Path(str(data["path"]))
+        p = p if p.is_absolute() else yaml_file.parent / p
+        # ultralytics resolves a relative path against its datasets dir; ours is the yaml's folder
+        if p.is_dir():
+            base = p
+    sources: dict[str | None, list[Path]] = {}
+    for split in SPLITS:
+        entry = data.get(split)
+        if not entry:
+            continue
+        images: list[Path] = []
+        for item in entry if isinstance(entry, list) else [entry]:
+            images += _resolve_entry(str(item), base, yaml_file, split)
+        sources[split] = images
+    if not sources:
+        sources = _folder_splits(base)
+    return names, sources, base
+
+
+def _resolve_entry(item: str, base: Path, yaml_file: Path, split: str) -> list[Path]:
+    target = inside_root(base, item)
+    if target is None and Path(item).is_absolute():
+        target = Path(item)
+    if target is None:
+        raise DataError(f"{yaml_file}: {split}: {item!r} points outside the dataset folder {base}")
+    if target.is_dir():
+        return _list_images(target)
+    if target.is_file() and target.suffix == ".txt":
+        out = []
+        for ln in target.read_text().splitlines():
+            ln = ln.strip()
+            if ln:
+                p = Path(ln)
+                out.append(p if p.is_absolute() else Path(os.path.normpath(target.parent / ln)))
+        return out
+    raise DataError(f"{yaml_file}: {split}: {item!r} is neither a folder of images nor a .txt image list ({target})")

@@ -1,0 +1,76 @@
+"""Reading image files: the pixel size from the header alone, and the pixels as RGB uint8.
+
+Both apply the EXIF orientation tag, so sizes, pixels and boxes agree for phone photos.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from retina_cli.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+# EXIF orientations 5..8 rotate by 90 degrees, so width and height swap
+_SWAPS_SIDES = {5, 6, 7, 8}
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageUnreadable(DataError):
+    """A missing or undecodable image; ``reason`` is the message without the path."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}; fix the path, or replace or remove the file")
+        self.path = path
+        self.reason = reason
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` after EXIF orientation, from the file header (pixels are not decoded).
+
+    Raises DataError when the file is missing or not an image.
+    """
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if img.format in ("JPEG", "TIFF", "WEBP", "PNG") else 1
+    except FileNotFoundError:
+        raise ImageUnreadable(path, "image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageUnreadable(path, f"not a readable image ({exc})") from None
+    return (h, w) if orientation in _SWAPS_SIDES else (w, h)
+
+
+def read_image(path: Path | str) -> np.ndarray:
+    """Pixels of ``path`` -> ``(H, W, 3)`` uint8 RGB.
+
+    EXIF orientation is applied; grey, RGBA/paletted and 16-bit images become 8-bit RGB (OpenCV's
+    IMREAD_COLOR does all of that). Raises DataError on a missing or unreadable file.
+    """
+    path = Path(path)
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        if not path.exists():
+            raise ImageUnreadable(path, "image file not found")
+        bgr = _read_with_pil(path)
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def _read_with_pil(path: Path) -> np.ndarray:
+    """Fallback for files OpenCV cannot decode (some GIF/TIFF variants) -> ``(H, W, 3)`` uint8 BGR."""
+    from PIL import ImageOps
+
+    try:
+        with Image.open(path) as img:
+            rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageUnreadable(path, f"not a readable image ({exc})") from None
+    return np.ascontiguousarray(rgb[:, :, ::-1])

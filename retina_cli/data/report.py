@@ -1,0 +1,77 @@
+"""Validation report: counts of what happened to boxes and images, and every problem found.
+
+Counting convention: ``kept`` boxes end up in records (``clipped`` of them were moved inside the
+image first); ``dropped`` boxes were removed (malformed, NaN/inf, unknown class, degenerate after
+clipping); ``negatives`` are kept images with no box; ``skipped_images`` were left out (missing,
+unreadable, outside the dataset root).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from retina_cli.errors import DataError
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding. ``line`` is 1-based for txt/CSV files, None for XML/JSON/images."""
+
+    file: Path
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else f"{self.file}"
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class ValidationReport:
+    """Counts and problems gathered while a dataset is read; ``strict`` turns the first problem into a DataError."""
+
+    strict: bool = False
+    images: int = 0
+    negatives: int = 0
+    skipped_images: int = 0
+    kept: int = 0
+    clipped: int = 0
+    dropped: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def warn(self, file: Path | str, line: int | None, message: str) -> None:
+        """Record a problem; in strict mode raise it as a DataError instead."""
+        problem = Problem(Path(file), line, message)
+        if self.strict:
+            raise DataError(f"{problem} (strict mode: fix it, or run without --strict to skip it)")
+        self.problems.append(problem)
+
+    def summary_rows(self) -> list[tuple[str, int]]:
+        return [
+            ("images", self.images),
+            ("negative images (no boxes)", self.negatives),
+            ("skipped images", self.skipped_images),
+            ("boxes kept", self.kept),
+            ("boxes clipped to the image", self.clipped),
+            ("boxes dropped", self.dropped),
+            ("problems", len(self.problems)),
+        ]
+
+
+def print_report(report: ValidationReport, console: Console, max_problems: int = 20) -> None:
+    """Print the summary table (kept / clipped / dropped / negatives) and the first problems."""
+    table = Table(title="dataset validation", show_header=True)
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for name, value in report.summary_rows():
+        table.add_row(name, str(value))
+    console.print(table)
+    shown = report.problems[:max_problems]
+    for problem in shown:
+        console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+    if len(report.problems) > len(shown):
+        console.print(f"... and {len(report.problems) - len(shown)} more problems", highlight=False)

@@ -1,0 +1,142 @@
+"""Box validation shared by every format reader: NaN/inf, class range, clipping, degenerate boxes.
+
+Readers parse their files into raw ``xyxy`` pixel boxes and hand them here; every problem is
+recorded in the :class:`ValidationReport` with the file (and line) it came from.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from retina_cli.data.images import ImageUnreadable, image_size
+from retina_cli.data.records import ImageRecord
+from retina_cli.data.report import ValidationReport
+
+# coordinates this close outside the image are rounding noise (normalised YOLO labels), not errors
+CLIP_TOLERANCE = 0.01
+
+
+def empty_boxes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Empty ``(0, 4)`` float32 boxes, ``(0,)`` int64 labels, ``(0,)`` bool ignore flags."""
+    return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64), np.zeros((0,), bool)
+
+
+def clean_boxes(
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    ignore: np.ndarray,
+    width: int,
+    height: int,
+    num_classes: int,
+    report: ValidationReport,
+    file: Path,
+    lines: Sequence[int | None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate raw boxes of one image and count them in ``report``.
+
+    boxes: ``(n, 4)`` xyxy pixels (any float dtype); labels ``(n,)`` int; ignore ``(n,)`` bool.
+    lines: ``n`` line numbers (txt/CSV) or None, used in problem messages.
+    Returns kept ``(k, 4)`` float32 boxes clipped to ``[0, width] x [0, height]``, ``(k,)`` int64
+    labels and ``(k,)`` bool ignore flags.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    ignore = np.asarray(ignore, dtype=bool).reshape(-1)
+    n = boxes.shape[0]
+
+    def where(i: int) -> tuple[int | None, str]:
+        line = lines[i] if lines is not None else None
+        return line, ("" if line is not None else f"box {i + 1}: ")
+
+    finite = np.isfinite(boxes).all(axis=1)
+    in_range = (labels >= 0) & (labels < num_classes)
+    limits = np.array([width, height, width, height], dtype=np.float64)
+    clipped = np.clip(np.where(finite[:, None], boxes, 0.0), 0.0, limits)
+    moved = (np.abs(clipped - np.where(finite[:, None], boxes, 0.0)) > CLIP_TOLERANCE).any(axis=1)
+    degenerate = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+    keep = finite & in_range & ~degenerate
+
+    # problems are rare: a Python loop over the offending boxes only
+    for i in np.flatnonzero(~finite):
+        line, pre = where(i)
+        report.warn(file, line, f"{pre}box has NaN/inf coordinates {boxes[i].tolist()}; box dropped")
+    for i in np.flatnonzero(finite & ~in_range):
+        line, pre = where(i)
+        report.warn(
+            file, line, f"{pre}class id {labels[i]} is out of range 0..{num_classes - 1}; box dropped (fix the id or the class list)"
+        )
+    for i in np.flatnonzero(finite & in_range & degenerate):
+        line, pre = where(i)
+        report.warn(
+            file, line, f"{pre}degenerate box {_fmt(boxes[i])} (x1 >= x2 or y1 >= y2 after clipping to {width}x{height}); box dropped"
+        )
+    for i in np.flatnonzero(keep & moved):
+        line, pre = where(i)
+        report.warn(file, line, f"{pre}box {_fmt(boxes[i])} extends outside the {width}x{height} image; clipped")
+
+    report.kept += int(keep.sum())
+    report.clipped += int((keep & moved).sum())
+    report.dropped += int(n - keep.sum())
+    return clipped[keep].astype(np.float32), labels[keep], ignore[keep]
+
+
+def _fmt(box: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in box.tolist()) + "]"
+
+
+def make_record(
+    path: Path,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    ignore: np.ndarray,
+    num_classes: int,
+    report: ValidationReport,
+    label_file: Path,
+    lines: Sequence[int | None] | None = None,
+    size: tuple[int, int] | None = None,
+    image_id: int | None = None,
+    normalized: bool = False,
+) -> ImageRecord | None:
+    """Read the image size, validate the boxes and build a record; None (counted, reported) if the image is unusable.
+
+    size: ``(width, height)`` when the caller already knows it; otherwise read from the header.
+    normalized: boxes are fractions of the image size (YOLO) and are scaled to pixels here.
+    """
+    if size is None:
+        try:
+            size = image_size(path)
+        except ImageUnreadable as exc:
+            msg = exc.reason if label_file == path else f"{exc.reason}: {path}"
+            skip_image(report, label_file, lines[0] if lines else None, f"{msg}; image skipped")
+            report.dropped += int(np.asarray(labels).shape[0])
+            return None
+    w, h = size
+    if normalized:
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4) * np.array([w, h, w, h], np.float64)
+    b, lab, ign = clean_boxes(boxes, labels, ignore, w, h, num_classes, report, label_file, lines)
+    report.images += 1
+    report.negatives += int(b.shape[0] == 0)
+    return ImageRecord(path=path, width=int(w), height=int(h), boxes=b, labels=lab, ignore=ign, image_id=image_id)
+
+
+def skip_image(report: ValidationReport, file: Path, line: int | None, message: str) -> None:
+    report.warn(file, line, message)
+    report.skipped_images += 1
+
+
+def inside_root(root: Path, relative: str, base: Path | None = None) -> Path | None:
+    """``base / relative`` as an absolute path if it stays inside ``root``, else None.
+
+    Uses the normalised path (no symlink resolution), so symlinked image folders still work while
+    ``../../etc/passwd`` does not.
+    """
+    base = base if base is not None else root
+    candidate = Path(os.path.normpath(os.path.join(os.path.abspath(base), relative)))
+    root_abs = Path(os.path.normpath(os.path.abspath(root)))
+    if candidate == root_abs or root_abs in candidate.parents:
+        return candidate
+    return None
