@@ -52,6 +52,13 @@ def retinanet_loss(
     Returns ``{"cls", "box", "loss", "num_fg"}``: the focal loss summed over non-ignored anchors and
     the box loss summed over foreground anchors, each divided by the normaliser.
     """
+    if gt_boxes.shape[1] == 0:
+        # no image of the batch has a box: one padding slot keeps the gathers below in range
+        n = gt_boxes.shape[0]
+        gt_boxes = gt_boxes.new_zeros((n, 1, 4))
+        gt_labels = gt_labels.new_zeros((n, 1))
+        gt_valid = gt_valid.new_zeros((n, 1))
+        gt_ignore = None
     matches = match_anchors(
         anchors, gt_boxes, gt_valid, cfg.fg_iou, cfg.bg_iou, cfg.low_quality_matches, gt_ignore
     )
