@@ -74,14 +74,18 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
+        except Exception as exc:  # torch raises KeyError, RuntimeError, EOFError... for a file it cannot parse
+            reason = _unpickling_reason(exc)
+            if "GLOBAL" in reason:
+                raise CheckpointError(
+                    f"refused to load backbone weights {path}: it holds Python objects beyond tensors, which "
+                    f"could run code when unpickled ({reason}); only plain state dicts are read: re-save it "
+                    f"with torch.save(model.state_dict(), ...) or as .safetensors"
+                ) from exc
             raise CheckpointError(
-                f"refused to load backbone weights {path}: it holds Python objects beyond tensors, which could run "
-                f"code when unpickled (only plain state dicts are read; re-save it with "
-                f"torch.save(model.state_dict(), ...) or as .safetensors). {str(exc).splitlines()[0]}"
+                f"cannot read backbone weights {path} as a PyTorch state dict ({reason}); expected a "
+                f"torch.save file of tensors or a .safetensors file"
             ) from exc
-        except (RuntimeError, OSError, EOFError, ValueError) as exc:
-            raise CheckpointError(f"cannot read backbone weights {path}: {exc}") from exc
     while isinstance(obj, Mapping):
         inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:
@@ -95,6 +99,16 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if not tensors:
         raise CheckpointError(f"backbone weights {path} contain no tensors")
     return tensors
+
+
+def _unpickling_reason(exc: Exception) -> str:
+    """The informative line of a ``torch.load`` error (its weights-only refusals are mostly boilerplate)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if isinstance(exc, pickle.UnpicklingError):
+        specific = [ln for ln in lines if "GLOBAL" in ln or ln.startswith("Unsupported")]
+        if specific:
+            return specific[0]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def _shape(t: Tensor) -> tuple[int, ...]:
