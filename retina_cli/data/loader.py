@@ -53,14 +53,21 @@ class DetectionTorchDataset(Dataset):
     """Image records -> :class:`Sample`.
 
     augment None: plain centred letterbox (evaluation, prediction). Otherwise the random
-    transform of :func:`retina_cli.data.transforms.augment`, drawn from torch's RNG so a
-    DataLoader's generator (and its per-worker seeds) makes the stream reproducible.
+    transform of :func:`retina_cli.data.transforms.augment`, drawn from the dataset's own RNG
+    (``seed``); DataLoader workers reseed it from their worker seed (see :func:`make_loader`), so
+    the stream is reproducible with and without workers.
     """
 
-    def __init__(self, records: Sequence[ImageRecord], img_size: int, augment: AugmentConfig | None = None) -> None:
+    def __init__(
+        self, records: Sequence[ImageRecord], img_size: int, augment: AugmentConfig | None = None, seed: int = 0
+    ) -> None:
         self.records = list(records)
         self.img_size = img_size
         self.augment = augment
+        self.rng = np.random.default_rng(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -79,8 +86,7 @@ class DetectionTorchDataset(Dataset):
             net = boxes_to_letterbox(boxes.astype(np.float32), lb)
             net, labels, ignore = crop_boxes(net, self.img_size, labels, ignore)
         else:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
-            canvas, net, lb, flipped, keep = augment(image, boxes, self.img_size, self.augment, np.random.default_rng(seed))
+            canvas, net, lb, flipped, keep = augment(image, boxes, self.img_size, self.augment, self.rng)
             labels, ignore = labels[keep], ignore[keep]
         meta = SampleMeta(lb.scale, lb.pad_x, lb.pad_y, lb.orig_w, lb.orig_h, lb.size, path=rec.path, index=index, hflip=flipped)
         return Sample(
@@ -118,7 +124,7 @@ def make_loader(
     aug = (augment or AugmentConfig()) if train else None
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        DetectionTorchDataset(records, img_size, aug),
+        DetectionTorchDataset(records, img_size, aug, seed=seed),
         batch_size=batch_size,
         shuffle=train and sampler is None,
         sampler=sampler,
@@ -126,5 +132,12 @@ def make_loader(
         collate_fn=collate,
         generator=generator,
         persistent_workers=workers > 0,
+        worker_init_fn=_reseed_worker if workers > 0 else None,
         pin_memory=False,
     )
+
+
+def _reseed_worker(worker_id: int) -> None:
+    # each worker holds a copy of the dataset; give each its own stream, fixed by the loader's generator
+    info = torch.utils.data.get_worker_info()
+    info.dataset.reseed(info.seed)  # type: ignore[union-attr]

@@ -49,6 +49,8 @@ def detect(root: Path) -> str | None:
 
 def load(root: Path, report: ValidationReport) -> RawDataset:
     base = root if root.is_dir() else root.parent
+    if base.name == "annotations":  # a json passed directly: images sit beside annotations/
+        base = base.parent
     files = find_jsons(root)
     if not files:
         raise DataError(f"{root}: no COCO json (instances_*.json) found; pass the json file or its folder")

@@ -1,0 +1,134 @@
+"""Letterbox numbers, exact round trips, and a property test: painted boxes follow every transform."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from retina_cli.data.transforms import (
+    PAD_VALUE,
+    AugmentConfig,
+    LetterboxMeta,
+    augment,
+    boxes_from_letterbox,
+    boxes_to_letterbox,
+    color_jitter,
+    hflip,
+    letterbox,
+)
+
+
+def test_letterbox_numbers():
+    img = np.zeros((30, 40, 3), np.uint8)
+    out, meta = letterbox(img, 64)
+    assert meta == LetterboxMeta(scale=1.6, pad_x=0.0, pad_y=8.0, orig_w=40, orig_h=30, size=64)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    assert (out[:8] == PAD_VALUE).all() and (out[56:] == PAD_VALUE).all() and (out[8:56] == 0).all()
+    boxes = np.array([[10, 7.5, 30, 22.5], [0, 0, 40, 30]], np.float32)
+    np.testing.assert_allclose(boxes_to_letterbox(boxes, meta), [[16, 20, 48, 44], [0, 8, 64, 56]], atol=1e-5)
+
+
+def test_letterbox_tall_image_is_centred_horizontally():
+    out, meta = letterbox(np.zeros((100, 50, 3), np.uint8), 32)
+    assert (meta.scale, meta.pad_x, meta.pad_y) == (0.32, 8.0, 0.0)
+    assert (out[:, :8] == PAD_VALUE).all() and (out[:, 8:24] == 0).all() and (out[:, 24:] == PAD_VALUE).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    w=st.integers(5, 500), h=st.integers(5, 500), size=st.sampled_from([32, 64, 640]),
+    frac=st.lists(st.floats(0, 1), min_size=4, max_size=4),
+)
+def test_letterbox_round_trip_is_exact(w, h, size, frac):
+    _, meta = letterbox(np.zeros((h, w, 3), np.uint8), size)
+    f = np.sort(np.array(frac).reshape(2, 2), axis=0)  # x1 <= x2, y1 <= y2
+    boxes = np.array([[f[0, 0] * w, f[0, 1] * h, f[1, 0] * w, f[1, 1] * h]], np.float64)
+    np.testing.assert_allclose(boxes_from_letterbox(boxes_to_letterbox(boxes, meta), meta), boxes, atol=1e-9)
+    t = torch.from_numpy(boxes)
+    torch.testing.assert_close(boxes_from_letterbox(boxes_to_letterbox(t, meta), meta), t)
+
+
+def test_from_letterbox_clips_to_the_original_image():
+    meta = LetterboxMeta(scale=2.0, pad_x=0.0, pad_y=10.0, orig_w=20, orig_h=10, size=40)
+    net = torch.tensor([[-4.0, 0.0, 50.0, 20.0]])
+    torch.testing.assert_close(boxes_from_letterbox(net, meta), torch.tensor([[0.0, 0.0, 20.0, 5.0]]))
+
+
+def test_hflip_boxes_and_pixels():
+    img = np.zeros((4, 10, 3), np.uint8)
+    img[:, 0:3] = 255  # box [0, 0, 3, 4]
+    out, boxes = hflip(img, np.array([[0, 0, 3, 4]], np.float32))
+    np.testing.assert_array_equal(boxes, [[7, 0, 10, 4]])
+    assert (out[:, 7:] == 255).all() and (out[:, :7] == 0).all()
+
+
+def test_color_jitter_numbers_on_flat_grey():
+    # on a flat grey image contrast and saturation do nothing, so the output is 100 * brightness
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    out = color_jitter(np.full((3, 3, 3), 100, np.uint8), 0.4, rng_a)
+    b = rng_b.uniform(0.6, 1.4, size=3)[0]
+    assert (out == int(100 * b + 0.5)).all()
+    same = np.full((2, 2, 3), 7, np.uint8)
+    assert color_jitter(same, 0.0, rng_a) is same
+
+
+augment_configs = st.builds(
+    AugmentConfig,
+    hflip=st.sampled_from([0.0, 0.5, 1.0]),
+    scale_jitter=st.sampled_from([(1.0, 1.0), (0.5, 1.5), (1.3, 2.0)]),
+    color_jitter=st.just(0.0),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    w=st.integers(12, 90), h=st.integers(12, 90), size=st.sampled_from([32, 64]),
+    corners=st.lists(st.floats(0, 1), min_size=4, max_size=4), cfg=augment_configs, seed=st.integers(0, 2**31),
+)
+def test_painted_box_follows_every_transform(w, h, size, corners, cfg, seed):
+    """Paint the box interior white on black, transform image and box together, and check that
+    pixels well inside the transformed box are white and pixels well outside it are not."""
+    c = np.sort(np.array(corners).reshape(2, 2), axis=0)
+    x1, x2 = sorted((int(c[0, 0] * (w - 2)), int(c[1, 0] * (w - 2)) + 2))
+    y1, y2 = sorted((int(c[0, 1] * (h - 2)), int(c[1, 1] * (h - 2)) + 2))
+    img = np.zeros((h, w, 3), np.uint8)
+    img[y1:y2, x1:x2] = 255
+    box = np.array([[x1, y1, x2, y2]], np.float32)
+    canvas, net, meta, flipped, keep = augment(img, box, size, cfg, np.random.default_rng(seed))
+
+    # the unclipped network box, from the meta (and the flip) alone
+    full = boxes_to_letterbox(box, meta)[0]
+    if flipped:
+        full = np.array([size - full[2], full[1], size - full[0], full[3]])
+    centres = np.arange(size) + 0.5
+    margin = 1.5  # bilinear interpolation plus the <= 0.5 px rounding of the resized image size
+    inside_x = (centres > full[0] + margin) & (centres < full[2] - margin)
+    inside_y = (centres > full[1] + margin) & (centres < full[3] - margin)
+    outside = ~(
+        ((centres > full[0] - margin) & (centres < full[2] + margin))[None, :]
+        & ((centres > full[1] - margin) & (centres < full[3] + margin))[:, None]
+    )
+    bright = canvas[..., 0] > 127  # the half-way value sits on the box edge, at any scale
+    assert not bright[outside].any()
+    assert bright[np.ix_(inside_y, inside_x)].all()
+    if keep[0]:
+        np.testing.assert_allclose(net[0], np.clip(full, 0, size), atol=1e-4)
+        # and back: the kept box maps into the original image inside the painted box
+        back = boxes_from_letterbox(boxes_to_letterbox(box, meta), meta)
+        np.testing.assert_allclose(back, box, atol=1e-4)
+    else:
+        assert net.shape == (0, 4)
+        visible = np.clip(full, 0, size)
+        assert min(visible[2] - visible[0], visible[3] - visible[1]) < 1.0
+
+
+def test_augment_off_equals_letterbox():
+    img = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    box = np.array([[10, 7.5, 30, 22.5]], np.float32)
+    canvas, net, meta, flipped, keep = augment(img, box, 64, AugmentConfig.off(), np.random.default_rng(0))
+    ref, ref_meta = letterbox(img, 64)
+    assert meta == ref_meta and not flipped and keep.tolist() == [True]
+    np.testing.assert_array_equal(canvas, ref)
+    np.testing.assert_allclose(net, [[16, 20, 48, 44]], atol=1e-5)
