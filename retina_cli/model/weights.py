@@ -16,12 +16,16 @@ import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from retina_cli.errors import CheckpointError
+from retina_cli.plugins import load_provider
+
+if TYPE_CHECKING:
+    from retina_cli.model.retinanet import RetinaNet
 
 # checkpoint containers seen in the wild: {"state_dict": ...} (lightning, mmcv), {"model": ...}
 # (detectron2, DeiT, many training scripts), {"model_state_dict": ...}
@@ -158,19 +162,17 @@ def load_backbone_weights(module: nn.Module, path: str | Path) -> WeightsReport:
     )
 
 
-def backbone_weights_module(model: nn.Module) -> nn.Module:
+def backbone_weights_module(model: RetinaNet) -> nn.Module:
     """The part of a RetinaNet's backbone that a classification checkpoint maps onto.
 
     The provider's ``weights_module(backbone)`` when it has one (e.g. timm's ``features_only``
     body, without the adapter around it), else the backbone module itself.
     """
-    from retina_cli.plugins import load_provider
-
     provider = load_provider(model.cfg.provider)
     hook = getattr(provider, "weights_module", None)
     return hook(model.backbone) if hook is not None else model.backbone
 
 
-def load_retinanet_backbone_weights(model: nn.Module, path: str | Path) -> WeightsReport:
+def load_retinanet_backbone_weights(model: RetinaNet, path: str | Path) -> WeightsReport:
     """:func:`load_backbone_weights` into a RetinaNet's backbone (see :func:`backbone_weights_module`)."""
     return load_backbone_weights(backbone_weights_module(model), path)
