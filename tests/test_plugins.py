@@ -22,7 +22,8 @@ def test_builtin_and_plugin_are_discovered_alike():
 
 def test_broken_provider_names_its_package(monkeypatch):
     ep = EntryPoint(name="broken", value="retina_no_such_module:provider", group=plugins.GROUP)
-    monkeypatch.setattr(plugins, "discover", lambda: {"broken": plugins.ProviderEntry("broken", ep.value, "retina-broken", ep)})
+    entry = plugins.ProviderEntry("broken", ep.value, "retina-broken", ep)
+    monkeypatch.setattr(plugins, "discover", lambda: {"broken": entry})
     plugins.load_provider.cache_clear()
     try:
         with pytest.raises(PluginLoadError) as err:
@@ -38,8 +39,12 @@ def test_broken_provider_names_its_package(monkeypatch):
 def test_unknown_provider_and_backbone_suggest_close_names():
     with pytest.raises(ConfigError, match="no backbone provider named 'torchvison'; did you mean torchvision"):
         plugins.load_provider("torchvison")
-    with pytest.raises(ConfigError, match="unknown backbone 'resnet19' for provider 'torchvision'; close matches: resnet18"):
+    with pytest.raises(ConfigError) as err:
         plugins.create_backbone("torchvision", "resnet19")
+    assert str(err.value) == (
+        "unknown backbone 'resnet19' for provider 'torchvision'; close matches: resnet18, resnet101, resnet50, "
+        "resnet34 (see `retina backbones`)"
+    )
 
 
 def test_split_backbone_name():
