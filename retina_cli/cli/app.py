@@ -44,7 +44,9 @@ def _root(
 def _register() -> None:
     # each command module adds itself to ``app``; imported here so `retina --help` lists them
     from retina_cli.cli import backbones  # noqa: F401
+    from retina_cli.cli import predict, export  # noqa: F401
     from retina_cli.cli import convert  # noqa: F401
+    from retina_cli.cli import viz, data  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

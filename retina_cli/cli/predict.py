@@ -1,0 +1,123 @@
+"""``retina predict CHECKPOINT SOURCE``: flags -> PredictConfig -> engine; progress bar and summary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from retina_cli.cli.app import app, console
+from retina_cli.engine.predict import PredictConfig, PredictSummary, run_predict
+from retina_cli.engine.video import STAGES
+
+
+class _Fps(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} frames/s" if speed else "- frames/s")
+
+
+class RichProgress:
+    """One rich progress task per source group (the image files, or one video)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Fps(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=console(stderr=True), transient=False,
+        )
+        self.task = None
+
+    def start(self, name: str, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if self.task is None:
+            self.bar.start()
+        else:
+            self.bar.stop_task(self.task)
+        self.task = self.bar.add_task(name, total=total)
+
+    def advance(self, n: int) -> None:
+        if self.enabled and self.task is not None:
+            self.bar.advance(self.task, n)
+
+    def stop(self) -> None:
+        if self.enabled and self.task is not None:
+            self.bar.stop()
+
+
+def print_summary(summary: PredictSummary, names: tuple[str, ...], profile: bool) -> None:
+    out = console()
+    total = sum(summary.per_class.values())
+    state = "interrupted after" if summary.interrupted else "done:"
+    out.print(
+        f"{state} {summary.frames} frames, {total} detections, {summary.fps:.1f} frames/s mean"
+        + (f", {summary.bad_frames} damaged frames skipped" if summary.bad_frames else "")
+        + (f", {len(summary.skipped)} unreadable files skipped" if summary.skipped else ""),
+        highlight=False,
+    )
+    if summary.per_class:
+        table = Table(title="detections per class")
+        table.add_column("class")
+        table.add_column("count", justify="right")
+        for label, count in sorted(summary.per_class.items()):
+            table.add_row(names[label] if label < len(names) else str(label), str(count))
+        out.print(table)
+    if profile:
+        ms = summary.timer.per_frame_ms(summary.frames)
+        table = Table(title="time per frame (decode, draw and encode run in their own threads, overlapping the network)")
+        table.add_column("stage")
+        table.add_column("ms/frame", justify="right")
+        for stage in STAGES:
+            table.add_row(stage, f"{ms.get(stage, 0.0):.2f}")
+        table.add_row("wall clock", f"{1000.0 / summary.fps if summary.fps else 0.0:.2f}")
+        out.print(table)
+    out.print(f"results in {summary.out_dir}", highlight=False)
+
+
+@app.command("predict")
+def predict(
+    model: Path = typer.Argument(..., help="A checkpoint (.pt) or a model from `retina export` (.onnx)."),
+    source: str = typer.Argument(..., help="Image, folder, glob, video (mp4, avi, mov, mkv), webcam index or stream URL."),
+    conf: Optional[float] = typer.Option(None, "--conf", help="Score threshold (default: the checkpoint's)."),
+    iou: Optional[float] = typer.Option(None, "--iou", help="NMS IoU threshold (default: the checkpoint's)."),
+    max_det: Optional[int] = typer.Option(None, "--max-det", help="Most detections per image (default: the checkpoint's)."),
+    classes: Optional[List[str]] = typer.Option(None, "--classes", help="Keep only these classes (names or 0-based ids; repeat or comma-separate)."),
+    batch: int = typer.Option(1, "--batch", help="Frames per network call."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    backend: str = typer.Option("auto", "--backend", help="auto (.onnx -> onnxruntime, else torch), torch or onnxruntime."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (torch backend: autocast)."),
+    no_save_media: bool = typer.Option(False, "--no-save-media", help="Write only the JSON/CSV, no annotated images or videos."),
+    save_txt: bool = typer.Option(False, "--save-txt", help="Also write YOLO txt labels per image (per frame for videos) into labels/."),
+    line_width: int = typer.Option(0, "--line-width", help="Box line width in pixels (0: scaled with the image)."),
+    codec: str = typer.Option("mp4v", "--codec", help="Annotated video codec: mp4v (OpenCV) or h264 (PyAV/libx264, plays in browsers)."),
+    out: str = typer.Option("", "--out", help="Write here instead of runs/predict/exp*."),
+    project: str = typer.Option("runs/predict", "--project", help="Parent folder of the run folders."),
+    name: str = typer.Option("", "--name", help="Run folder name (default exp, exp2, ...)."),
+    exist_ok: bool = typer.Option(False, "--exist-ok", help="Reuse the run folder --name if it exists."),
+    profile: bool = typer.Option(False, "--profile", help="Print where each frame's time goes (decode, pre-process, network, ...)."),
+) -> None:
+    """Detect objects in images, folders and videos; writes annotated media, predictions.json and predictions.csv."""
+    cfg = PredictConfig(
+        conf=conf, iou=iou, max_det=max_det, classes=tuple(classes or ()), batch=batch, device=device, backend=backend,
+        precision=precision, save_media=not no_save_media, save_txt=save_txt, line_width=line_width, codec=codec,
+        project=project, name=name, out=out, exist_ok=exist_ok, profile=profile,
+    )
+    err = console(stderr=True)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    progress = RichProgress(enabled=is_main and err.is_terminal)
+
+    def warn(msg: str) -> None:
+        err.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+
+    summary = run_predict(model, source, cfg, progress, warn)
+    if is_main:
+        print_summary(summary, summary.names, profile)
+    if summary.interrupted:
+        raise typer.Exit(130)

@@ -1,0 +1,394 @@
+"""`retina predict`: a checkpoint (or exported ONNX model) + a SOURCE -> annotated media, JSON, CSV.
+
+Flow per batch of frames: letterbox to the model's square input (:mod:`retina_cli.data.transforms`),
+backend -> :class:`~retina_cli.postprocess.Candidates`, then the shared
+:func:`~retina_cli.postprocess.select_detections` (threshold, NMS, cap) and ``boxes_from_letterbox``:
+boxes come back in original image pixels. Video frames go through the threaded pipeline of
+:mod:`retina_cli.engine.video`; so do image files (decoding and saving overlap the network too).
+
+Under torchrun (WORLD_SIZE > 1) each rank takes every ``world``-th source, writes its rows to a
+part file, and rank 0 merges them into ``predictions.json`` / ``predictions.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from retina_cli.config import ModelConfig, PostprocessConfig
+from retina_cli.data.transforms import boxes_from_letterbox, letterbox
+from retina_cli.engine import writers
+from retina_cli.data.draw import draw_boxes
+from retina_cli.engine.sources import Frame, Source, SourceError, VideoReader, iter_images, resolve_sources
+from retina_cli.engine.video import StageTimer, run_pipeline
+from retina_cli.errors import ConfigError
+from retina_cli.postprocess import Candidates, select_detections
+
+PRECISIONS = ("fp32", "bf16")
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """`retina predict` flags. conf / iou / max_det: None keeps the checkpoint's value.
+
+    classes: names or ids to keep (empty: all). line_width 0: scaled with the image.
+    """
+
+    conf: float | None = None
+    iou: float | None = None
+    max_det: int | None = None
+    classes: tuple[str, ...] = ()
+    batch: int = 1
+    device: str = "auto"
+    backend: str = "auto"
+    precision: str = "fp32"
+    save_media: bool = True
+    save_txt: bool = False
+    line_width: int = 0
+    codec: str = "mp4v"
+    project: str = "runs/predict"
+    name: str = ""
+    out: str = ""
+    exist_ok: bool = False
+    profile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r}: expected fp32 or bf16")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"--backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
+        if self.batch < 1:
+            raise ConfigError(f"--batch must be at least 1, got {self.batch}")
+        if self.codec not in writers.CODECS:
+            raise ConfigError(f"--codec {self.codec!r}: expected one of {', '.join(writers.CODECS)}")
+
+
+class Backend(Protocol):
+    """Runs the network and box decoding: letterboxed RGB ``(N, S, S, 3)`` uint8 -> Candidates."""
+
+    name: str
+    model_cfg: ModelConfig
+    post_cfg: PostprocessConfig
+
+    def candidates(self, batch: np.ndarray) -> Candidates: ...
+
+
+class TorchBackend:
+    """A checkpoint's RetinaNet on ``device``; ``precision`` bf16 runs the network under autocast."""
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, post_cfg: PostprocessConfig, device: torch.device, precision: str = "fp32") -> None:
+        from retina_cli.export.graph import DecodingDetector
+
+        self.model_cfg: ModelConfig = model.cfg
+        self.post_cfg = post_cfg
+        self.device = device
+        self.precision = precision
+        self.det = DecodingDetector(model, post_cfg.topk).to(device).eval()
+
+    @torch.inference_mode()
+    def candidates(self, batch: np.ndarray) -> Candidates:
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()  # (N, 3, S, S) 0..255
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            cand = self.det(x)
+        if self.device.type == "cuda":  # so that the "network" stage is timed honestly
+            torch.cuda.synchronize(self.device)
+        return cand
+
+
+def load_backend(path: str | Path, backend: str = "auto", device: str = "auto", precision: str = "fp32", local_rank: int = 0) -> Backend:
+    """A checkpoint (.pt) -> TorchBackend; an exported model (.onnx) -> the onnxruntime backend."""
+    path = Path(path)
+    use_onnx = backend == "onnxruntime" or (backend == "auto" and path.suffix.lower() == ".onnx")
+    if use_onnx:
+        if path.suffix.lower() != ".onnx":
+            raise ConfigError(f"{path}: --backend onnxruntime needs an exported .onnx model (run `retina export {path}` first)")
+        if precision != "fp32":
+            raise ConfigError(f"{path}: --precision {precision} is for the torch backend; the ONNX model runs in fp32")
+        from retina_cli.export.runtime import OnnxBackend
+
+        return OnnxBackend(path, device)
+    if path.suffix.lower() == ".onnx":
+        raise ConfigError(f"{path}: an ONNX model runs with --backend onnxruntime (or auto), not torch")
+    from retina_cli.engine.checkpoint import configs_from_checkpoint, model_from_checkpoint
+    from retina_cli.engine.distributed import select_device
+
+    model, ckpt = model_from_checkpoint(path)
+    _, _, post_cfg = configs_from_checkpoint(ckpt)
+    dev = select_device(device, local_rank)
+    if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"--precision bf16: {dev} does not support bfloat16 (use fp32)")
+    return TorchBackend(model, post_cfg, dev, precision)
+
+
+def parse_classes(classes: Sequence[str], names: Sequence[str], num_classes: int) -> list[int] | None:
+    """``--classes`` values (names or 0-based ids, commas allowed) -> sorted class ids; None keeps all."""
+    values = [v.strip() for c in classes for v in str(c).split(",") if v.strip()]
+    if not values:
+        return None
+    ids = set()
+    for v in values:
+        if v in names:
+            ids.add(list(names).index(v))
+        elif v.isdigit() and int(v) < num_classes:
+            ids.add(int(v))
+        else:
+            known = ", ".join(names) if names else f"ids 0-{num_classes - 1}"
+            raise ConfigError(f"--classes {v!r}: not a class of this model ({known})")
+    return sorted(ids)
+
+
+@dataclass
+class FrameResult:
+    """One frame's detections in original pixels: boxes ``(D, 4)`` float32 xyxy, scores ``(D,)``, labels ``(D,)`` int64."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+
+class Predictor:
+    """BGR frames of any size -> FrameResult per frame (letterbox, backend, NMS, letterbox undone)."""
+
+    def __init__(self, backend: Backend, post_cfg: PostprocessConfig, classes: list[int] | None = None, timer: StageTimer | None = None) -> None:
+        self.backend = backend
+        self.post_cfg = post_cfg
+        self.size = backend.model_cfg.img_size
+        self.classes = torch.tensor(classes, dtype=torch.int64) if classes is not None else None
+        self.timer = timer or StageTimer()
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[FrameResult]:
+        """images: ``(H_i, W_i, 3)`` uint8 BGR."""
+        with self.timer("preprocess"):
+            boxed = [letterbox(im, self.size) for im in images]
+            # BGR -> RGB on the small canvases: the resize works per channel, so this equals
+            # letterboxing the RGB image
+            batch = np.ascontiguousarray(np.stack([c for c, _ in boxed])[..., ::-1])  # (N, S, S, 3)
+        with self.timer("network"):
+            cand = self.backend.candidates(batch)
+        with self.timer("postprocess"):
+            if self.classes is not None:
+                keep = torch.isin(cand.labels, self.classes.to(cand.labels.device))
+                cand = cand._replace(scores=torch.where(keep, cand.scores, torch.zeros_like(cand.scores)))
+            dets = select_detections(cand, (self.size, self.size), self.post_cfg)
+            out = []
+            for det, (_, meta) in zip(dets, boxed):
+                boxes = boxes_from_letterbox(det.boxes.float().cpu(), meta)
+                out.append(FrameResult(boxes.numpy(), det.scores.float().cpu().numpy(), det.labels.cpu().numpy()))
+        return out
+
+
+@dataclass
+class PredictSummary:
+    out_dir: Path
+    names: tuple[str, ...] = ()
+    frames: int = 0
+    seconds: float = 0.0
+    per_class: Counter = field(default_factory=Counter)
+    bad_frames: int = 0
+    skipped: list[str] = field(default_factory=list)
+    media: list[Path] = field(default_factory=list)
+    timer: StageTimer = field(default_factory=StageTimer)
+    interrupted: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class Progress(Protocol):
+    def start(self, name: str, total: int | None) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+class _NoProgress:
+    def start(self, name: str, total: int | None) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+class _Job:
+    """Per-source state shared by the pipeline callbacks: rows, counters, save folders."""
+
+    def __init__(self, cfg: PredictConfig, names: Sequence[str], out_dir: Path, summary: PredictSummary) -> None:
+        self.cfg, self.names, self.out_dir, self.summary = cfg, names, out_dir, summary
+        self.rows: list[dict[str, Any]] = []
+        self.taken: set[str] = set()
+        self.labels_dir = out_dir / "labels"
+        if cfg.save_txt:
+            self.labels_dir.mkdir(parents=True, exist_ok=True)
+
+    def record(self, frames: list[Frame], results: list[FrameResult]) -> None:
+        for frame, res in zip(frames, results):
+            src = frame.source
+            self.rows.extend(writers.detection_rows(src.index, src.spec, frame.index, res.boxes, res.scores, res.labels, self.names))
+            self.summary.per_class.update(res.labels.tolist())
+            if self.cfg.save_txt:
+                stem = src.stem if not src.is_video else f"{src.stem}_{frame.index}"
+                h, w = frame.image.shape[:2]
+                writers.write_yolo_txt(self.labels_dir / f"{stem}.txt", res.boxes, res.labels, w, h)
+        self.summary.frames += len(frames)
+
+    def draw(self, frame: Frame, res: FrameResult) -> np.ndarray:
+        """The frame with its boxes, ``(H, W, 3)`` uint8 BGR (a copy; data.draw works in RGB)."""
+        with self.summary.timer("draw"):
+            rgb = draw_boxes(frame.image[:, :, ::-1], res.boxes, res.labels, self.names, res.scores, lw=self.cfg.line_width or None)
+            return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _predict_images(sources: list[Source], predictor: Predictor, job: _Job, progress: Progress, warn: Callable[[str], None]) -> None:
+    def sink(frame: Frame, res: FrameResult) -> None:
+        image = job.draw(frame, res)
+        path = writers.unique_path(job.out_dir, Path(frame.source.spec).name, job.taken)
+        with job.summary.timer("encode"):
+            if not cv2.imwrite(str(path), image):
+                raise ConfigError(f"{path}: could not write the annotated image")
+        job.summary.media.append(path)
+
+    def skipped(msg: str) -> None:
+        job.summary.skipped.append(msg)
+        warn(msg)
+        progress.advance(1)
+
+    progress.start("images", len(sources))
+    run_pipeline(
+        iter_images(sources, skipped), lambda frames: predictor([f.image for f in frames]),
+        sink if job.cfg.save_media else (lambda f, r: None), job.cfg.batch, job.summary.timer,
+        on_batch=lambda frames, results: (job.record(frames, results), progress.advance(len(frames))),
+    )
+
+
+def _predict_video(source: Source, predictor: Predictor, job: _Job, progress: Progress) -> None:
+    reader = VideoReader(source)
+    info = reader.info
+    video_writer = None
+    if job.cfg.save_media:
+        path = writers.unique_path(job.out_dir, f"{source.stem}.mp4", job.taken)
+        video_writer = writers.VideoWriter(path, info.fps, info.width, info.height, job.cfg.codec)
+        job.summary.media.append(path)
+
+    def sink(frame: Frame, res: FrameResult) -> None:
+        image = job.draw(frame, res)
+        with job.summary.timer("encode"):
+            video_writer.write(image)
+
+    progress.start(Path(source.spec).name if source.kind == "video" else source.spec, info.frames)
+    try:
+        run_pipeline(
+            reader, lambda frames: predictor([f.image for f in frames]),
+            sink if video_writer is not None else (lambda f, r: None), job.cfg.batch, job.summary.timer,
+            on_batch=lambda frames, results: (job.record(frames, results), progress.advance(len(frames))),
+        )
+    finally:
+        if video_writer is not None:
+            video_writer.close()
+        job.summary.bad_frames += reader.bad_frames
+
+
+def run_predict(
+    model_path: str | Path,
+    source: str,
+    cfg: PredictConfig,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] = lambda msg: None,
+) -> PredictSummary:
+    """Predict on every frame of ``source``; writes media, ``predictions.json`` and ``predictions.csv``
+    into the run folder and returns the summary (on rank 0 it covers all ranks).
+
+    A KeyboardInterrupt stops the run cleanly: videos are closed playable, the JSON/CSV hold the
+    frames done, and the summary comes back with ``interrupted`` set.
+    """
+    from retina_cli.engine import distributed as dist
+
+    info = dist.init_distributed(cfg.device)
+    progress = progress or _NoProgress()
+    try:
+        sources = resolve_sources(source)
+        backend = load_backend(model_path, cfg.backend, cfg.device, cfg.precision, info.local_rank)
+        post = backend.post_cfg
+        post = PostprocessConfig(
+            score_thresh=post.score_thresh if cfg.conf is None else cfg.conf,
+            nms_thresh=post.nms_thresh if cfg.iou is None else cfg.iou,
+            topk=post.topk,
+            max_det=post.max_det if cfg.max_det is None else cfg.max_det,
+        )
+        names = backend.model_cfg.class_names or tuple(str(i) for i in range(backend.model_cfg.num_classes))
+        classes = parse_classes(cfg.classes, names, backend.model_cfg.num_classes)
+        out_dir = dist.broadcast_object(_out_dir(cfg) if info.is_main else None)
+        summary = PredictSummary(out_dir, tuple(names))
+        predictor = Predictor(backend, post, classes, summary.timer)
+        job = _Job(cfg, names, out_dir, summary)
+        mine = sources[info.rank :: info.world_size]
+        t0 = time.perf_counter()
+        try:
+            images = [s for s in mine if not s.is_video]
+            if images:
+                _predict_images(images, predictor, job, progress, warn)
+            for src in (s for s in mine if s.is_video):
+                _predict_video(src, predictor, job, progress)
+        except KeyboardInterrupt:  # the files hold what was done; the caller reports and exits 130
+            summary.interrupted = True
+        finally:
+            progress.stop()
+            summary.seconds = time.perf_counter() - t0
+            _write_results(job, info, summary)
+        if len(sources) == 1 and summary.frames == 0 and summary.skipped:
+            raise SourceError(summary.skipped[0])
+        return summary
+    finally:
+        dist.cleanup()
+
+
+def _out_dir(cfg: PredictConfig) -> Path:
+    if cfg.out:
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    from retina_cli.data.runs import next_run_dir
+
+    if cfg.exist_ok and cfg.name:
+        out = Path(cfg.project) / cfg.name
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    return next_run_dir(Path(cfg.project), cfg.name or None)
+
+
+def _write_results(job: _Job, info: Any, summary: PredictSummary) -> None:
+    """Single process: write the files. torchrun: part file per rank, rank 0 merges after a barrier."""
+    from retina_cli.engine import distributed as dist
+
+    out = job.out_dir
+    if not info.enabled:
+        rows = writers.sort_rows(job.rows)
+    else:
+        part = out / f".part-rank{info.rank}.json"
+        part.write_text(json.dumps({"rows": job.rows, "frames": summary.frames, "seconds": summary.seconds,
+                                    "bad_frames": summary.bad_frames, "timer": summary.timer.seconds}))
+        dist.barrier()
+        if not info.is_main:
+            return
+        parts = [out / f".part-rank{r}.json" for r in range(info.world_size)]
+        data = [json.loads(p.read_text()) for p in parts]
+        rows = writers.sort_rows([r for d in data for r in d["rows"]])
+        summary.frames = sum(d["frames"] for d in data)
+        summary.bad_frames = sum(d["bad_frames"] for d in data)
+        summary.seconds = max(d["seconds"] for d in data)
+        summary.per_class = Counter(r["category_id"] for r in rows)
+        summary.timer = StageTimer()
+        for d in data:
+            summary.timer.merge(d["timer"])
+        for p in parts:
+            p.unlink()
+    writers.write_json(rows, out / "predictions.json")
+    writers.write_csv(rows, out / "predictions.csv")
