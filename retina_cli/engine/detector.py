@@ -19,11 +19,12 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: Tensor) -> Tensor:
-        return (images - self.mean) / self.std
+        # torchvision's order of operations on 0..1 input, so converted models match it to the bit
+        return (images / 255.0 - self.mean) / self.std
 
 
 def _feature_sizes(outputs: list[Tensor]) -> list[tuple[int, int]]:
