@@ -28,6 +28,7 @@ __all__ = [
     "color_jitter",
     "hflip",
     "letterbox",
+    "letterbox_meta",
     "place",
     "read_image",
 ]
@@ -82,13 +83,18 @@ def place(image: np.ndarray, size: int, scale: float, pad_x: int, pad_y: int) ->
     return canvas
 
 
+def letterbox_meta(width: int, height: int, size: int) -> LetterboxMeta:
+    """The centred letterbox map of a ``width x height`` image, without touching pixels."""
+    scale = size / max(width, height)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    return LetterboxMeta(scale, float((size - new_w) // 2), float((size - new_h) // 2), width, height, size)
+
+
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, LetterboxMeta]:
     """``(H, W, 3)`` uint8 -> ``(size, size, 3)`` uint8 with the long side scaled to ``size``, centred."""
     h, w = image.shape[:2]
-    scale = size / max(w, h)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
-    return place(image, size, scale, pad_x, pad_y), LetterboxMeta(scale, float(pad_x), float(pad_y), w, h, size)
+    meta = letterbox_meta(w, h, size)
+    return place(image, size, meta.scale, int(meta.pad_x), int(meta.pad_y)), meta
 
 
 def _offset(boxes: np.ndarray | Tensor, meta: LetterboxMeta) -> np.ndarray | Tensor:
