@@ -176,7 +176,7 @@ def _draw_detections(source, detections, gt, data_format, conf, max_images, out_
     gt_by_name: dict[str, ImageRecord] = {r.path.name: r for r in gt_ds.records()} if gt_ds else {}
     image_ids = {r.image_id: p for p in images if (r := gt_by_name.get(p.name)) is not None and r.image_id is not None}
     grouped, file_names, unmatched = group_by_image(
-        results, images, image_ids or None, gt_ds.category_ids if gt_ds and gt_ds.format == "coco" else None
+        results, images, image_ids or None, gt_ds.category_ids if gt_ds and gt_ds.format == "coco" else None, names
     )
     if file_names:
         top = max(max(file_names) + 1, len(names))

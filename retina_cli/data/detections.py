@@ -6,8 +6,9 @@ find its image, tried in this order:
   * ``"image_id"`` as a string: the same as file_name;
   * ``"image_id"`` as an int: the COCO image id when the GT dataset is COCO, else the number in
     the image's file name (``000000397133.jpg`` is 397133, the COCO naming).
-``category_id`` is mapped through the GT dataset's category ids when one is given, else taken as
-the 0-based label; ``"category_name"``, when present, names the class.
+The class: ``"category_name"`` when it is one of the GT dataset's class names (``retina predict``
+writes it), else ``category_id`` mapped through a COCO GT dataset's category ids, else
+``category_id`` taken as the 0-based label (named by ``category_name`` when present).
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ def group_by_image(
     images: Sequence[Path],
     image_ids: dict[int, Path] | None = None,
     category_ids: Sequence[int] | None = None,
+    class_names: Sequence[str] = (),
 ) -> tuple[dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]], dict[int, str], int]:
     """-> ({image: (boxes ``(D, 4)`` xyxy, scores ``(D,)``, labels ``(D,)``)}, {label: name from
     the file}, number of entries that matched no image)."""
     by_name = {p.name: p for p in images}
     by_number = {n: p for p in images if (n := _stem_number(p)) is not None}
     lut = {int(c): i for i, c in enumerate(category_ids)} if category_ids else None
+    by_class = {n: i for i, n in enumerate(class_names)}
     grouped: dict[Path, list[tuple[list[float], float, int]]] = {}
     names: dict[int, str] = {}
     unmatched = 0
@@ -71,7 +74,9 @@ def group_by_image(
             continue
         cid = int(d.get("category_id", 0))
         label = lut.get(cid, cid) if lut else cid
-        if "category_name" in d:
+        if d.get("category_name") in by_class:
+            label = by_class[d["category_name"]]
+        elif "category_name" in d:
             names[label] = str(d["category_name"])
         grouped.setdefault(img, []).append((d["bbox"], float(d.get("score", 1.0)), label))
     out = {}
