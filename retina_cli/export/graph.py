@@ -8,7 +8,6 @@ Python by both backends, so PyTorch and onnxruntime detections come from the sam
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from retina_cli.boxes.anchors import AnchorCache, generate_anchors
@@ -48,20 +47,17 @@ class DecodingDetector(nn.Module):
         )
 
 
-def candidates_tuple(cand: Candidates) -> tuple[Tensor, Tensor, Tensor]:
-    """Plain tuple for exporters that do not take NamedTuples as outputs."""
-    return cand.scores, cand.labels, cand.boxes
-
-
 class _ExportWrapper(nn.Module):
+    """The detector with a plain tuple ``(scores, labels, boxes)`` as output, for the ONNX exporter."""
+
     def __init__(self, det: DecodingDetector) -> None:
         super().__init__()
         self.det = det
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return candidates_tuple(self.det(images))
+        cand = self.det(images)
+        return cand.scores, cand.labels, cand.boxes
 
 
-@torch.no_grad()
 def export_module(det: DecodingDetector) -> nn.Module:
     return _ExportWrapper(det).eval()
