@@ -26,16 +26,19 @@ from retina_cli.engine.convert import torchvision_to_retina
 from retina_cli.engine.detector import InferenceModel, Normalize
 
 
-def bench(fn: Callable[[], object], warmup: int, runs: int) -> tuple[float, float]:
-    """Median and spread (max - min) in milliseconds of ``runs`` calls after ``warmup`` calls."""
+def bench(fns: list[Callable[[], object]], warmup: int, runs: int) -> list[list[float]]:
+    """Milliseconds of ``runs`` calls of each function after ``warmup`` calls. The functions take
+    turns within each run, so a machine whose load drifts slows them all alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), max(times) - min(times)
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - start) * 1000)
+    return times
 
 
 def main() -> None:
@@ -71,9 +74,11 @@ def main() -> None:
             f"resnet50-FPN P3-P7, {args.size}x{args.size}, batch 1, {torch.get_num_threads()} threads, "
             f"torch {torch.__version__}; detections: ours {len(our_dets[0].scores)}, torchvision {len(tv_dets[0]['scores'])}"
         )
-        for name, fn in rows:
-            median, spread = bench(fn, args.warmup, args.runs)
-            print(f"{name:42s} median {median:8.1f} ms   (max - min {spread:6.1f} ms over {args.runs} runs)")
+        for (name, _), times in zip(rows, bench([fn for _, fn in rows], args.warmup, args.runs)):
+            print(
+                f"{name:42s} median {statistics.median(times):8.1f} ms   "
+                f"(min {min(times):7.1f}, max {max(times):7.1f} over {args.runs} runs)"
+            )
 
 
 if __name__ == "__main__":
