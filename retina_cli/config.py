@@ -166,3 +166,52 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimisation, schedule, run folder. Saved in the run folder and checkpoints."""
+
+    data: str = ""
+    data_format: str = "auto"
+    epochs: int = 12
+    batch_size: int = 8
+    workers: int = 2
+    optimizer: str = "sgd"  # "sgd" (momentum, as the paper) or "adamw"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 200
+    warmup_factor: float = 0.001
+    schedule: str = "cosine"  # "cosine", "step" (x0.1 at 2/3 and 8/9 of training, as the paper) or "constant"
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 0.0  # max gradient norm; 0 switches clipping off
+    freeze_bn: bool = False  # backbone BatchNorm in eval mode with frozen affine parameters
+    freeze_backbone: bool = False
+    amp: bool = False  # float16 autocast + GradScaler on CUDA, bfloat16 autocast on CPU
+    ema: bool = False
+    ema_decay: float = 0.9998
+    seed: int = 0
+    device: str = "auto"
+    project: str = "runs/train"
+    name: str = ""
+    exist_ok: bool = False
+    val_interval: int = 1
+    val_fraction: float = 0.1
+    strict: bool = False
+    backbone_weights: str = ""
+    pretrained: bool = False
+    tensorboard: bool = False
+    hflip: float = 0.5
+    scale_min: float = 0.75
+    scale_max: float = 1.25
+    color_jitter: float = 0.2
+    max_bad_steps: int = 5  # consecutive non-finite losses before training stops
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"--optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise ConfigError(f"--schedule must be cosine, step or constant, got {self.schedule!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("--epochs and --batch-size must be at least 1")

@@ -47,6 +47,7 @@ def _register() -> None:
     from retina_cli.cli import predict, export  # noqa: F401
     from retina_cli.cli import convert  # noqa: F401
     from retina_cli.cli import viz, data  # noqa: F401
+    from retina_cli.cli import train, eval  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

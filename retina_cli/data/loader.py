@@ -20,7 +20,7 @@ from retina_cli.data.records import ImageRecord
 from retina_cli.data.transforms import AugmentConfig, LetterboxMeta, augment, boxes_to_letterbox, crop_boxes, letterbox
 from retina_cli.data.images import read_image
 
-__all__ = ["AugmentConfig", "DetectionTorchDataset", "Sample", "SampleMeta", "collate", "make_loader"]
+__all__ = ["AugmentConfig", "DetectionTorchDataset", "EpochSampler", "Sample", "SampleMeta", "collate", "make_loader"]
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,9 @@ class DetectionTorchDataset(Dataset):
     """Image records -> :class:`Sample`.
 
     augment None: plain centred letterbox (evaluation, prediction). Otherwise the random
-    transform of :func:`retina_cli.data.transforms.augment`, drawn from the dataset's own RNG
-    (``seed``); DataLoader workers reseed it from their worker seed (see :func:`make_loader`), so
-    the stream is reproducible with and without workers.
+    transform of :func:`retina_cli.data.transforms.augment`, drawn from an RNG seeded by
+    ``(seed, epoch, index)`` alone: an item is ``(epoch, index)`` (see :class:`EpochSampler`), so
+    the stream is the same with any number of workers, in any order, and after a resume.
     """
 
     def __init__(
@@ -64,15 +64,13 @@ class DetectionTorchDataset(Dataset):
         self.records = list(records)
         self.img_size = img_size
         self.augment = augment
-        self.rng = np.random.default_rng(seed)
-
-    def reseed(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, item: int | tuple[int, int]) -> Sample:
+        epoch, index = item if isinstance(item, tuple) else (0, item)
         rec = self.records[index]
         image = read_image(rec.path)
         boxes, labels, ignore = rec.boxes, rec.labels, rec.ignore
@@ -86,7 +84,8 @@ class DetectionTorchDataset(Dataset):
             net = boxes_to_letterbox(boxes.astype(np.float32), lb)
             net, labels, ignore = crop_boxes(net, self.img_size, labels, ignore)
         else:
-            canvas, net, lb, flipped, keep = augment(image, boxes, self.img_size, self.augment, self.rng)
+            rng = np.random.default_rng((self.seed, epoch, index))
+            canvas, net, lb, flipped, keep = augment(image, boxes, self.img_size, self.augment, rng)
             labels, ignore = labels[keep], ignore[keep]
         meta = SampleMeta(lb.scale, lb.pad_x, lb.pad_y, lb.orig_w, lb.orig_h, lb.size, path=rec.path, index=index, hflip=flipped)
         return Sample(
@@ -105,6 +104,36 @@ def collate(samples: Sequence[Sample]) -> tuple[Tensor, BatchTargets, list[Sampl
     return images, targets, [s.meta for s in samples]
 
 
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` pairs: the order of ``inner`` (e.g. a DistributedSampler) or, without
+    one, a shuffle that is a function of ``(seed, epoch)`` alone. Call :meth:`set_epoch` each epoch."""
+
+    def __init__(self, num_items: int, inner: Sampler | None = None, shuffle: bool = True, seed: int = 0) -> None:
+        self.num_items = num_items
+        self.inner = inner
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+
+    def __iter__(self):
+        if self.inner is not None:
+            order = list(self.inner)
+        elif self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.num_items, generator=g).tolist()
+        else:
+            order = list(range(self.num_items))
+        return iter([(self.epoch, i) for i in order])
+
+    def __len__(self) -> int:
+        return len(self.inner) if self.inner is not None else self.num_items
+
+
 def make_loader(
     records: Sequence[ImageRecord],
     img_size: int,
@@ -117,27 +146,20 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader yielding :func:`collate` batches.
 
-    train: shuffle (unless ``sampler`` is given) and augment with ``augment`` (default
+    train: shuffled by an :class:`EpochSampler` (wrapping ``sampler`` when given; call
+    ``loader.sampler.set_epoch(epoch)`` every epoch) and augmented with ``augment`` (default
     ``AugmentConfig()``; pass ``AugmentConfig.off()`` for none). Not train: fixed order, plain
     letterbox. ``seed`` fixes the shuffle order and the augmentation stream.
     """
     aug = (augment or AugmentConfig()) if train else None
-    generator = torch.Generator().manual_seed(seed)
+    epoch_sampler = EpochSampler(len(records), sampler, shuffle=True, seed=seed) if train else sampler
     return DataLoader(
         DetectionTorchDataset(records, img_size, aug, seed=seed),
         batch_size=batch_size,
-        shuffle=train and sampler is None,
-        sampler=sampler,
+        shuffle=False,
+        sampler=epoch_sampler,
         num_workers=workers,
         collate_fn=collate,
-        generator=generator,
         persistent_workers=workers > 0,
-        worker_init_fn=_reseed_worker if workers > 0 else None,
-        pin_memory=False,
+        pin_memory=torch.cuda.is_available(),
     )
-
-
-def _reseed_worker(worker_id: int) -> None:
-    # each worker holds a copy of the dataset; give each its own stream, fixed by the loader's generator
-    info = torch.utils.data.get_worker_info()
-    info.dataset.reseed(info.seed)  # type: ignore[union-attr]

@@ -1,0 +1,72 @@
+"""Optimizer, per-iteration learning-rate schedule (linear warm-up, then cosine / step) and EMA."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from retina_cli.config import TrainConfig
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (paper) or AdamW; no weight decay on biases and norm parameters."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def lr_factor(it: int, total: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base lr at iteration ``it`` of ``total``."""
+    warm = min(cfg.warmup_iters, max(total - 1, 0))
+    if it < warm:
+        alpha = it / warm
+        return cfg.warmup_factor * (1 - alpha) + alpha
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "step":
+        return 0.1 ** sum(it >= total * f for f in (2 / 3, 8 / 9))
+    progress = (it - warm) / max(total - warm, 1)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_iters: int, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, total_iters, cfg))
+
+
+class ModelEma:
+    """Exponential moving average of a model's weights, with the usual warm-up of the decay."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.9998) -> None:
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / 2000))
+        ema_state = self.module.state_dict()
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                ema_state[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                ema_state[k].copy_(v)
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "updates": self.updates, "decay": self.decay}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])
+        self.decay = float(state["decay"])

@@ -1,0 +1,57 @@
+"""PNG plots of training curves and precision-recall curves (matplotlib, an optional extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_training_curves(history: Sequence[dict[str, float]], path: Path) -> None:
+    """Loss (total, cls, box) and validation mAP / mAP50 per epoch, side by side."""
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("loss", "cls", "box"):
+        ax_l.plot(epochs, [r[key] for r in history], marker="o", label=key)
+    ax_l.set_xlabel("epoch")
+    ax_l.set_ylabel("training loss")
+    ax_l.legend()
+    ax_l.grid(alpha=0.3)
+    evaluated = [r for r in history if r.get("AP", -1) >= 0]
+    for key in ("AP", "AP50"):
+        ax_m.plot([r["epoch"] for r in evaluated], [r[key] for r in evaluated], marker="o", label=f"val {key}")
+    ax_m.set_xlabel("epoch")
+    ax_m.set_ylabel("mAP")
+    ax_m.set_ylim(0, 1)
+    ax_m.legend()
+    ax_m.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], path: Path) -> None:
+    """Precision-recall curves per class at IoU 0.5 and 0.75 from COCOeval's ``(T, R, K, A, M)`` precision."""
+    recall = np.linspace(0, 1, precision.shape[1])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, t, label in ((axes[0], 0, "IoU 0.50"), (axes[1], 5, "IoU 0.75")):
+        for k, name in enumerate(class_names):
+            p = precision[t, :, k, 0, -1]
+            if (p > -1).any():
+                ap = p[p > -1].mean()
+                ax.plot(recall, np.clip(p, 0, None), label=f"{name} (AP {ap:.3f})")
+        ax.set_title(label)
+        ax.set_xlabel("recall")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("precision")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

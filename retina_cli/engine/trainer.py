@@ -1,0 +1,434 @@
+"""The training engine: epochs over a folder-of-labels dataset, validation mAP, checkpoints, resume,
+DDP under torchrun, EMA, AMP, non-finite-loss guard and Ctrl-C handling."""
+
+from __future__ import annotations
+
+import csv
+import random
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+
+from retina_cli.config import LossConfig, ModelConfig, PostprocessConfig, TrainConfig, from_dict, to_dict
+from retina_cli.data.loader import make_loader
+from retina_cli.data.transforms import AugmentConfig
+from retina_cli.engine import distributed as dist_utils
+from retina_cli.engine.checkpoint import configs_from_checkpoint, load_checkpoint, save_checkpoint
+from retina_cli.engine.detector import InferenceModel, TrainingModel
+from retina_cli.engine.evaluate import EvalResult, coco_evaluate, coco_ground_truth, predict_records
+from retina_cli.engine.optim import ModelEma, build_optimizer, build_scheduler
+from retina_cli.errors import ConfigError, RetinaError
+from retina_cli.model.retinanet import RetinaNet
+
+METRIC_FIELDS = ("epoch", "loss", "cls", "box", "lr", "images_per_s", "AP", "AP50", "AP75", "epoch_s")
+
+
+class TrainingStopped(RetinaError):
+    """Training cannot go on (e.g. the loss stayed non-finite); the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_ap: float
+    best_ap50: float
+    epochs_done: int
+    last_eval: EvalResult | None
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG state a run consumes, in checkpoint-safe types (tensors and plain values)."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def freeze_backbone_bn(model: RetinaNet) -> None:
+    """Backbone BatchNorm layers in eval mode with frozen affine parameters (small batches)."""
+    for m in model.backbone.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before training starts when the run folder cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot write the run folder here ({exc.strerror or exc}); choose another --project/--name") from exc
+
+
+def augment_config(cfg: TrainConfig) -> AugmentConfig:
+    return AugmentConfig(hflip=cfg.hflip, scale_jitter=(cfg.scale_min, cfg.scale_max), color_jitter=cfg.color_jitter)
+
+
+class Trainer:
+    """Owns one run: model, optimiser, loaders and the run folder. Build it with :func:`prepare_training`."""
+
+    def __init__(
+        self,
+        model: RetinaNet,
+        loss_cfg: LossConfig,
+        post_cfg: PostprocessConfig,
+        cfg: TrainConfig,
+        dataset: Any,
+        run_dir: Path,
+        device: torch.device,
+        dist: dist_utils.DistInfo,
+        console: Console | None = None,
+        resume: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model.to(device)
+        self.loss_cfg, self.post_cfg, self.cfg = loss_cfg, post_cfg, cfg
+        self.dataset = dataset
+        self.run_dir = run_dir
+        self.device = device
+        self.dist = dist
+        self.console = console or Console()
+        self.img_size = model.cfg.img_size
+
+        if cfg.freeze_backbone:
+            for p in model.backbone.parameters():
+                p.requires_grad_(False)
+        if cfg.freeze_bn or cfg.freeze_backbone:
+            freeze_backbone_bn(model)
+
+        self.train_model: nn.Module = TrainingModel(model, loss_cfg).to(device)
+        if dist.enabled:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                self.train_model, device_ids=[device.index] if device.type == "cuda" else None,
+            )
+        train_records = dataset.splits["train"]
+        if not train_records:
+            raise ConfigError(f"{dataset.root}: the training split has no images")
+        sampler = None
+        if dist.enabled:
+            sampler = torch.utils.data.DistributedSampler(train_records, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed)
+        self.train_loader = make_loader(
+            train_records, self.img_size, cfg.batch_size, train=True, workers=cfg.workers,
+            augment=augment_config(cfg), sampler=sampler, seed=cfg.seed,
+        )
+        self.val_records = dataset.splits.get("val") or []
+        self.val_loader = (
+            make_loader(self.val_records, self.img_size, cfg.batch_size, train=False, workers=cfg.workers)
+            if self.val_records else None
+        )
+        self.iters_per_epoch = len(self.train_loader)
+        self.total_iters = self.iters_per_epoch * cfg.epochs
+        self.optimizer = build_optimizer(self.train_model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, self.total_iters, cfg)
+        self.use_amp = cfg.amp
+        self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+        self.ema = ModelEma(model, cfg.ema_decay) if cfg.ema else None
+        self.start_epoch = 0
+        self.best_ap = -1.0
+        self.best_ap50 = -1.0
+        self.history: list[dict[str, float]] = []
+        self.tb = None
+        if resume is not None:
+            self._load_resume(resume)
+
+    # ---------------------------------------------------------------- checkpoints
+    def _train_state(self, epoch: int, epoch_complete: bool) -> dict[str, Any]:
+        return {
+            "train_config": to_dict(self.cfg),
+            "epoch": epoch,
+            "epoch_complete": epoch_complete,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "rng": rng_state(),
+            "best_ap": self.best_ap,
+            "best_ap50": self.best_ap50,
+            "history": self.history,
+        }
+
+    def _inference_net(self) -> RetinaNet:
+        return self.ema.module if self.ema else self.model
+
+    def save(self, name: str, epoch: int, epoch_complete: bool = True) -> Path:
+        path = self.run_dir / name
+        # "model" holds the weights to run (EMA when on); "train_model" the raw weights to resume from
+        save_checkpoint(
+            path, self._inference_net(), self.loss_cfg, self.post_cfg,
+            train_model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            **self._train_state(epoch, epoch_complete),
+        )
+        return path
+
+    def _load_resume(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt.get("train_model") or ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema and ckpt.get("ema"):
+            self.ema.load_state_dict(ckpt["ema"])
+        self.best_ap = float(ckpt.get("best_ap", -1.0))
+        self.best_ap50 = float(ckpt.get("best_ap50", -1.0))
+        self.history = list(ckpt.get("history", []))
+        # an interrupted epoch is run again from its start state's schedule position
+        self.start_epoch = int(ckpt["epoch"]) + (1 if ckpt.get("epoch_complete", True) else 0)
+        if ckpt.get("epoch_complete", True):
+            set_rng_state(ckpt["rng"])
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self) -> EvalResult | None:
+        if self.val_loader is None:
+            return None
+        net = self._inference_net()
+        was_training = net.training
+        net.eval()
+        infer = InferenceModel(net, self.post_cfg)
+        results = predict_records(
+            infer, self.val_loader, self.device, self.amp_dtype if self.use_amp else None,
+        )
+        net.train(was_training)
+        if self.cfg.freeze_bn or self.cfg.freeze_backbone:
+            freeze_backbone_bn(self.model)
+        gt = coco_ground_truth(self.val_records, self.model.cfg.class_names)
+        return coco_evaluate(gt, results, self.model.cfg.class_names)
+
+    # ---------------------------------------------------------------- training
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f} (cls {task.fields[cls]:.4f} box {task.fields[box]:.4f})"),
+            TextColumn("lr {task.fields[lr]:.2e}"), TextColumn("{task.fields[ips]:.1f} img/s"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self.console, disable=not self.dist.is_main, transient=False,
+        )
+
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        last_eval: EvalResult | None = None
+        epoch = self.start_epoch
+        if self.dist.is_main and cfg.tensorboard:
+            self.tb = _tensorboard_writer(self.run_dir, self.console)
+        try:
+            for epoch in range(self.start_epoch, cfg.epochs):
+                stats = self._train_epoch(epoch)
+                last_eval = self._end_epoch(epoch, stats)
+        except KeyboardInterrupt:
+            if self.dist.is_main:
+                path = self.save("last.pt", epoch, epoch_complete=False)
+                self.console.print(f"[yellow]interrupted[/]: saved {path}; resume with --resume {path}")
+            raise
+        finally:
+            if self.tb is not None:
+                self.tb.close()
+        return TrainResult(self.run_dir, self.best_ap, self.best_ap50, cfg.epochs, last_eval)
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        self.train_model.train()
+        if cfg.freeze_bn or cfg.freeze_backbone:
+            freeze_backbone_bn(self.model)
+        # order and augmentation are functions of (seed, epoch) alone, so a resumed run sees the same data
+        self.train_loader.sampler.set_epoch(epoch)
+        sums = torch.zeros(4, dtype=torch.float64)  # loss, cls, box, images
+        bad_steps = 0
+        t0 = time.perf_counter()
+        with self._progress() as progress:
+            task = progress.add_task("train", total=self.iters_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}",
+                                     loss=0.0, cls=0.0, box=0.0, lr=self.optimizer.param_groups[0]["lr"], ips=0.0)
+            for images, targets, _metas in self.train_loader:
+                images = images.to(self.device, non_blocking=True).float()
+                targets = targets.to(self.device)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+                    out = self.train_model(images, targets)
+                loss = out["loss"]
+                if not torch.isfinite(loss):
+                    bad_steps += 1
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.console.print(f"[yellow]warning[/]: non-finite loss at epoch {epoch + 1}, step skipped "
+                                       f"({bad_steps}/{cfg.max_bad_steps} in a row)")
+                    if bad_steps >= cfg.max_bad_steps:
+                        raise TrainingStopped(
+                            f"the loss was non-finite {bad_steps} steps in a row at epoch {epoch + 1}; stopped. "
+                            f"The last good checkpoint is {self.run_dir / 'last.pt'}; try a lower --lr or --grad-clip"
+                        )
+                    self.scheduler.step()
+                    continue
+                bad_steps = 0
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                if cfg.grad_clip > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.train_model.parameters(), cfg.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                if self.ema:
+                    self.ema.update(self.model)
+                n = images.shape[0]
+                parts = torch.stack([loss.detach(), out["cls"].detach(), out["box"].detach()]).double().cpu() * n
+                sums += torch.cat([parts, torch.tensor([n], dtype=torch.float64)])
+                elapsed = time.perf_counter() - t0
+                progress.update(task, advance=1, loss=sums[0].item() / sums[3].item(), cls=sums[1].item() / sums[3].item(),
+                                box=sums[2].item() / sums[3].item(), lr=self.optimizer.param_groups[0]["lr"],
+                                ips=sums[3].item() * self.dist.world_size / max(elapsed, 1e-9))
+        sums = dist_utils.all_reduce_sum(sums)
+        elapsed = time.perf_counter() - t0
+        images_seen = max(sums[3].item(), 1.0)
+        return {
+            "loss": sums[0].item() / images_seen, "cls": sums[1].item() / images_seen, "box": sums[2].item() / images_seen,
+            "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": images_seen / max(elapsed, 1e-9), "epoch_s": elapsed,
+        }
+
+    def _end_epoch(self, epoch: int, stats: dict[str, float]) -> EvalResult | None:
+        cfg = self.cfg
+        result = None
+        last = epoch + 1 == cfg.epochs
+        if self.dist.is_main and ((epoch + 1) % cfg.val_interval == 0 or last):
+            result = self.evaluate()
+        row = {"epoch": epoch + 1, **stats, "AP": -1.0, "AP50": -1.0, "AP75": -1.0}
+        if result is not None:
+            row.update(AP=result.metrics["AP"], AP50=result.metrics["AP50"], AP75=result.metrics["AP75"])
+        self.history.append(row)
+        if self.dist.is_main:
+            improved = result is not None and result.metrics["AP"] > self.best_ap
+            if improved:
+                self.best_ap, self.best_ap50 = result.metrics["AP"], result.metrics["AP50"]
+            self.save("last.pt", epoch)
+            if improved or (result is None and last):
+                self.save("best.pt", epoch)
+            self._write_metrics()
+            msg = (f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.4f} (cls {stats['cls']:.4f}, box {stats['box']:.4f}), "
+                   f"{stats['images_per_s']:.1f} img/s")
+            if result is not None:
+                msg += f", val mAP {result.metrics['AP']:.4f}, mAP50 {result.metrics['AP50']:.4f}" + (" [green](best)[/]" if improved else "")
+            self.console.print(msg, highlight=False)
+            if self.tb is not None:
+                for k, v in row.items():
+                    if k != "epoch" and v != -1.0:
+                        self.tb.add_scalar(k, v, epoch + 1)
+        dist_utils.barrier()
+        return result
+
+    def _write_metrics(self) -> None:
+        with open(self.run_dir / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            for row in self.history:
+                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        try:
+            from retina_cli.engine.plots import plot_training_curves
+
+            plot_training_curves(self.history, self.run_dir / "curves.png")
+        except ImportError:
+            pass
+
+
+def _tensorboard_writer(run_dir: Path, console: Console) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        console.print("[yellow]warning[/]: --tensorboard needs the tensorboard package (pip install retina-cli[tensorboard])")
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def prepare_training(
+    model_cfg: ModelConfig | None,
+    loss_cfg: LossConfig,
+    post_cfg: PostprocessConfig,
+    cfg: TrainConfig,
+    resume: str | None = None,
+    console: Console | None = None,
+    on_dataset: Callable[[Any], None] | None = None,
+) -> Trainer:
+    """Everything before the first step: process group, device, dataset, model, run folder.
+
+    With ``resume`` the configs come from the checkpoint (``cfg.epochs`` may extend the run) and
+    the run continues in the checkpoint's folder. ``model_cfg`` without class names gets the
+    dataset's.
+    """
+    from retina_cli.data import load_dataset
+    from retina_cli.data.runs import next_run_dir
+
+    console = console or Console()
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(resume)
+        model_cfg, loss_cfg, post_cfg = configs_from_checkpoint(ckpt)
+        # the run goes on as it was configured; only where it runs may change
+        cfg = replace(from_dict(TrainConfig, ckpt["train_config"]), device=cfg.device, workers=cfg.workers)
+    dist = dist_utils.init_distributed(cfg.device)
+    device = dist_utils.select_device(cfg.device, dist.local_rank)
+    seed_everything(cfg.seed + dist.rank)
+
+    dataset = load_dataset(cfg.data, cfg.data_format, strict=cfg.strict, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    if on_dataset is not None and dist.is_main:
+        on_dataset(dataset)
+    assert model_cfg is not None
+    if ckpt is None:
+        model_cfg = replace(model_cfg, num_classes=len(dataset.class_names), class_names=tuple(dataset.class_names))
+    elif tuple(dataset.class_names) != tuple(model_cfg.class_names):
+        raise ConfigError(
+            f"{cfg.data}: classes {list(dataset.class_names)} differ from the checkpoint's {list(model_cfg.class_names)}"
+        )
+
+    if ckpt is not None:
+        run_dir = Path(resume).resolve().parent
+    else:
+        run_dir = None
+        if dist.is_main:
+            run_dir = next_run_dir(Path(cfg.project), cfg.name or None, exist_ok=cfg.exist_ok)
+            check_writable(run_dir)
+        run_dir = Path(dist_utils.broadcast_object(str(run_dir) if run_dir else None))
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = RetinaNet(model_cfg, pretrained=cfg.pretrained and ckpt is None)
+    if cfg.backbone_weights and ckpt is None:
+        from retina_cli.model.weights import load_retinanet_backbone_weights
+
+        report = load_retinanet_backbone_weights(model, cfg.backbone_weights)
+        if dist.is_main:
+            console.print(report.summary(), highlight=False)
+    seed_everything(cfg.seed + dist.rank)
+    if dist.is_main and ckpt is None:
+        _write_resolved_config(run_dir, model_cfg, loss_cfg, post_cfg, cfg)
+    return Trainer(model, loss_cfg, post_cfg, cfg, dataset, run_dir, device, dist, console, resume=ckpt)
+
+
+def _write_resolved_config(run_dir: Path, model_cfg: ModelConfig, loss_cfg: LossConfig, post_cfg: PostprocessConfig, cfg: TrainConfig) -> None:
+    import yaml
+
+    data = {"model": to_dict(model_cfg), "loss": to_dict(loss_cfg), "postprocess": to_dict(post_cfg), "train": to_dict(cfg)}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
