@@ -72,7 +72,8 @@ def main() -> None:
         ]
         print(
             f"resnet50-FPN P3-P7, {args.size}x{args.size}, batch 1, {torch.get_num_threads()} threads, "
-            f"torch {torch.__version__}; detections: ours {len(our_dets[0].scores)}, torchvision {len(tv_dets[0]['scores'])}"
+            f"torch {torch.__version__}; detections: ours {len(our_dets[0].scores)}, "
+            f"torchvision {len(tv_dets[0]['scores'])}"
         )
         for (name, _), times in zip(rows, bench([fn for _, fn in rows], args.warmup, args.runs)):
             print(

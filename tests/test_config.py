@@ -17,7 +17,9 @@ TINY = dict(
 @pytest.mark.parametrize(
     "cfg",
     [
-        ModelConfig(**TINY, anchors=AnchorConfig(sizes=(24.0, 48.0, 96.0), ratios=(1.0, 2.0), offset=0.5, rounding=True)),
+        ModelConfig(
+            **TINY, anchors=AnchorConfig(sizes=(24.0, 48.0, 96.0), ratios=(1.0, 2.0), offset=0.5, rounding=True)
+        ),
         ModelConfig(num_classes=91),
         LossConfig(gamma=1.5, alpha=-1.0, box_loss="giou", low_quality_matches=False),
         PostprocessConfig(score_thresh=0.3, topk=10, max_det=7),

@@ -90,14 +90,18 @@ def torchvision_to_retina(
     num_anchors = renamed["head.box_deltas.weight"].shape[0] // 4
     anchors = AnchorConfig(rounding=True)
     if num_anchors != anchors.num_anchors:
-        raise CheckpointError(f"the box head predicts {num_anchors} anchors per cell; torchvision's default anchors are 9")
+        raise CheckpointError(
+            f"the box head predicts {num_anchors} anchors per cell; torchvision's default anchors are 9"
+        )
     found_classes = renamed["head.cls_logits.weight"].shape[0] // num_anchors
     if num_classes is not None and num_classes != found_classes:
         raise ConfigError(f"--num-classes {num_classes}, but the classification head has {found_classes} classes")
     if not class_names and found_classes == 91:
         class_names = coco_class_names()
     if class_names and len(class_names) != found_classes:
-        raise ConfigError(f"--classes has {len(class_names)} names, but the classification head has {found_classes} classes")
+        raise ConfigError(
+            f"--classes has {len(class_names)} names, but the classification head has {found_classes} classes"
+        )
 
     fpn_channels = renamed["fpn.lateral.0.weight"].shape[0]
     cfg = ModelConfig(

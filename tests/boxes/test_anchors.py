@@ -38,7 +38,9 @@ def test_literal_cell_anchors_ratio_major():
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(
         cell_anchors(8.0, (0.5, 1.0, 2.0), (1.0, 2.0), rounding=True),
-        torch.tensor([[-6, -3, 6, 3], [-11, -6, 11, 6], [-4, -4, 4, 4], [-8, -8, 8, 8], [-3, -6, 3, 6], [-6, -11, 6, 11]]).float(),
+        torch.tensor(
+            [[-6, -3, 6, 3], [-11, -6, 11, 6], [-4, -4, 4, 4], [-8, -8, 8, 8], [-3, -6, 3, 6], [-6, -11, 6, 11]]
+        ).float(),
     )
 
 
