@@ -47,7 +47,7 @@ def _register() -> None:
     from retina_cli.cli import predict, export  # noqa: F401
     from retina_cli.cli import convert  # noqa: F401
     from retina_cli.cli import viz, data  # noqa: F401
-    from retina_cli.cli import train, eval  # noqa: F401
+    from retina_cli.cli import train, eval, demo  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,12 +63,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # usage errors of click (or of the copy of click that typer carries) in non-standalone mode
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             sys.exit(130)
         raise

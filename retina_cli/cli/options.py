@@ -57,14 +57,14 @@ def apply_config_file(ctx: Any, params: dict[str, Any], path: Path | None) -> di
     """Values from ``path`` for every flag not given on the command line; unknown names are an error."""
     if path is None:
         return params
-    from click.core import ParameterSource
-
     values = load_yaml_config(path)
     unknown = sorted(set(values) - set(params))
     if unknown:
         raise ConfigError(f"{path}: unknown settings {', '.join(unknown)} (use the flag names, e.g. img_size)")
     out = dict(params)
     for name, value in values.items():
-        if ctx.get_parameter_source(name) in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None):
+        source = ctx.get_parameter_source(name)
+        # compared by name: typer may carry its own copy of click's ParameterSource enum
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
             out[name] = value
     return out
