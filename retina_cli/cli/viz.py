@@ -15,36 +15,17 @@ import typer
 from rich.table import Table
 
 from retina_cli.cli.app import app, console
+from retina_cli.cli.options import parse_floats, parse_levels
 from retina_cli.config import AnchorConfig, LossConfig
 from retina_cli.data import load_dataset
 from retina_cli.data.anchor_fit import BUCKETS, all_anchors, anchor_fit, match_batch, unmatched_table
 from retina_cli.data.detections import group_by_image, read_results
-from retina_cli.data.draw import class_color, draw_boxes, draw_title, mosaic, put_label, side_by_side, write_png
+from retina_cli.data.draw import draw_boxes, draw_title, mosaic, put_label, side_by_side, write_png
 from retina_cli.data.images import is_image, read_image
 from retina_cli.data.records import DetectionDataset, ImageRecord
 from retina_cli.data.runs import next_run_dir
 from retina_cli.data.transforms import letterbox
 from retina_cli.errors import ConfigError, DataError
-
-
-def _floats(text: str, flag: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in text.replace(" ", "").split(",") if x)
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers such as 0.5,1,2") from None
-    if any(v <= 0 for v in values):
-        raise ConfigError(f"{flag} {text!r}: values must be positive")
-    return values
-
-
-def _levels(text: str) -> tuple[int, ...]:
-    try:
-        lo, hi = (int(x) for x in text.split("-", 1)) if "-" in text else (int(text), int(text))
-    except ValueError:
-        raise ConfigError(f"--fpn-levels {text!r}: expected a range such as 3-7") from None
-    if not 1 <= lo <= hi:
-        raise ConfigError(f"--fpn-levels {text!r}: expected MIN-MAX with 1 <= MIN <= MAX")
-    return tuple(range(lo, hi + 1))
 
 
 def _pick(ds: DetectionDataset, split: str, max_images: int) -> list[ImageRecord]:
@@ -151,11 +132,12 @@ def viz(
         records = _pick(ds, split, max_images)
         if anchors:
             cfg = AnchorConfig(
-                sizes=_floats(anchor_sizes, "--anchor-sizes"),
-                ratios=_floats(anchor_ratios, "--anchor-ratios"),
-                scales=_floats(anchor_scales, "--anchor-scales"),
+                sizes=parse_floats(anchor_sizes, "--anchor-sizes"),
+                ratios=parse_floats(anchor_ratios, "--anchor-ratios"),
+                scales=parse_floats(anchor_scales, "--anchor-scales"),
             )
-            levels = _levels(fpn_levels)
+            lo, hi = parse_levels(fpn_levels)
+            levels = tuple(range(lo, hi + 1))
             cfg.sizes_for(levels)  # ConfigError when the sizes do not match the levels
             loss = LossConfig(fg_iou=fg_iou, bg_iou=bg_iou)
             _print_anchor_table(ds, records, cfg, levels, img_size, loss)

@@ -7,13 +7,11 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from retina_cli.cli.app import _register, app
-from retina_cli.config import ModelConfig, PostprocessConfig
-from retina_cli.engine.checkpoint import save_checkpoint
-from retina_cli.model.retinanet import RetinaNet
+from helpers import make_checkpoint
+from retina_cli.config import PostprocessConfig
 
 pytest.importorskip("onnxruntime")
 _register()
@@ -21,14 +19,7 @@ runner = CliRunner()
 
 
 def test_export_then_predict_with_the_onnx_model(tmp_path):
-    torch.manual_seed(0)
-    cfg = ModelConfig(num_classes=2, class_names=("ant", "bee"), backbone="resnet18", img_size=128, fpn_channels=32,
-                      head_width=32, head_depth=1, min_level=3, max_level=5)
-    model = RetinaNet(cfg)
-    with torch.no_grad():
-        model.head.cls_logits.weight.normal_(0, 0.3)
-        model.head.cls_logits.bias.fill_(0.0)
-    save_checkpoint(tmp_path / "m.pt", model, post_cfg=PostprocessConfig(score_thresh=0.3, topk=100, max_det=20))
+    make_checkpoint(tmp_path / "m.pt", names=("ant", "bee"), post=PostprocessConfig(score_thresh=0.3, topk=100, max_det=20))
     env = {"COLUMNS": "200", "NO_COLOR": "1"}
     res = runner.invoke(app, ["export", str(tmp_path / "m.pt"), "--out", str(tmp_path / "model.onnx")], env=env)
     assert res.exit_code == 0, res.output

@@ -6,28 +6,18 @@ import json
 
 import cv2
 import numpy as np
-import torch
 from typer.testing import CliRunner
 
 from retina_cli.cli.app import _register, app, main
-from retina_cli.config import ModelConfig, PostprocessConfig
-from retina_cli.engine.checkpoint import save_checkpoint
-from retina_cli.model.retinanet import RetinaNet
+from helpers import make_checkpoint
+from retina_cli.config import PostprocessConfig
 
 _register()
 runner = CliRunner()
 
 
 def checkpoint(tmp_path):
-    torch.manual_seed(0)
-    cfg = ModelConfig(num_classes=2, class_names=("ant", "bee"), backbone="resnet18", img_size=128, fpn_channels=32,
-                      head_width=32, head_depth=1, min_level=3, max_level=5)
-    model = RetinaNet(cfg)
-    with torch.no_grad():
-        model.head.cls_logits.weight.normal_(0, 0.3)
-        model.head.cls_logits.bias.fill_(0.0)
-    save_checkpoint(tmp_path / "m.pt", model, post_cfg=PostprocessConfig(score_thresh=0.3, topk=100, max_det=20))
-    return tmp_path / "m.pt"
+    return make_checkpoint(tmp_path / "m.pt", names=("ant", "bee"), post=PostprocessConfig(score_thresh=0.3, topk=100, max_det=20))[0]
 
 
 def test_predict_numbers_run_folders_and_prints_summary_and_profile(tmp_path, monkeypatch):

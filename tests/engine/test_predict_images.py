@@ -12,36 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from retina_cli.config import ModelConfig, PostprocessConfig
+from retina_cli.config import PostprocessConfig
 from retina_cli.data.transforms import boxes_from_letterbox, letterbox, read_image
-from retina_cli.engine.checkpoint import save_checkpoint
 from retina_cli.engine.detector import InferenceModel
 from retina_cli.engine.predict import PredictConfig, run_predict
 from retina_cli.engine.sources import SourceError, resolve_sources
 from retina_cli.errors import ConfigError
 from retina_cli.model.retinanet import RetinaNet
 
-NAMES = ("cat", "dog", "bird")
-POST = PostprocessConfig(score_thresh=0.3, nms_thresh=0.5, topk=200, max_det=100)
-
-
-def make_model(seed: int = 0) -> RetinaNet:
-    """Tiny RetinaNet whose classifier is pushed up so random weights give detections."""
-    torch.manual_seed(seed)
-    cfg = ModelConfig(num_classes=3, class_names=NAMES, backbone="resnet18", img_size=128, fpn_channels=32,
-                      head_width=32, head_depth=1, min_level=3, max_level=5)
-    model = RetinaNet(cfg).eval()
-    with torch.no_grad():
-        model.head.cls_logits.weight.normal_(0, 0.3)  # spread the scores: no ties, image-dependent
-        model.head.cls_logits.bias.fill_(0.0)
-        model.head.box_deltas.weight.normal_(0, 0.05)
-    return model
-
-
-def make_checkpoint(path: Path, seed: int = 0) -> tuple[Path, RetinaNet]:
-    model = make_model(seed)
-    save_checkpoint(path, model, post_cfg=POST)
-    return path, model
+from helpers import NAMES, POST, make_checkpoint  # noqa: F401  (re-exported to the video/export tests)
 
 
 def write_images(folder: Path) -> dict[str, tuple[int, int]]:
