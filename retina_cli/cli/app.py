@@ -53,7 +53,10 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # in non-standalone mode an Exit (Ctrl-C becomes Exit(130)) comes back as the return value
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except RetinaError as exc:
         if _state["debug"]:
             raise

@@ -160,6 +160,7 @@ class Trainer:
         self.best_ap50 = -1.0
         self.history: list[dict[str, float]] = []
         self.tb = None
+        self._steps_since_save = 0
         if resume is not None:
             self._load_resume(resume)
 
@@ -246,7 +247,9 @@ class Trainer:
                 last_eval = self._end_epoch(epoch, stats)
         except KeyboardInterrupt:
             if self.dist.is_main:
-                path = self.save("last.pt", epoch, epoch_complete=False)
+                path = self.run_dir / "last.pt"
+                if self._steps_since_save:  # else last.pt already holds exactly this state
+                    self.save("last.pt", epoch, epoch_complete=False)
                 self.console.print(f"[yellow]interrupted[/]: saved {path}; resume with --resume {path}")
             raise
         finally:
@@ -294,6 +297,7 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
+                self._steps_since_save += 1
                 if self.ema:
                     self.ema.update(self.model)
                 n = images.shape[0]
@@ -326,6 +330,7 @@ class Trainer:
             if improved:
                 self.best_ap, self.best_ap50 = result.metrics["AP"], result.metrics["AP50"]
             self.save("last.pt", epoch)
+            self._steps_since_save = 0
             if improved or (result is None and last):
                 self.save("best.pt", epoch)
             self._write_metrics()
