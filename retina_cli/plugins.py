@@ -92,12 +92,17 @@ def split_backbone_name(spec: str) -> tuple[str, str]:
     return DEFAULT_PROVIDER, spec
 
 
-def create_backbone(provider: str, name: str, pretrained: bool = False) -> nn.Module:
-    """Build ``name`` with ``provider``; an unknown name is a ConfigError with close matches."""
+def check_backbone_name(provider: str, name: str) -> Any:
+    """The provider, once it is known to build ``name``; ConfigError with close matches otherwise."""
     prov = load_provider(provider)
     known = prov.list_backbones()
     if name not in known:
         close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
         hint = f"; close matches: {', '.join(close)}" if close else ""
         raise ConfigError(f"unknown backbone {name!r} for provider {provider!r}{hint} (see `retina backbones`)")
-    return prov.create(name, pretrained=pretrained)
+    return prov
+
+
+def create_backbone(provider: str, name: str, pretrained: bool = False) -> nn.Module:
+    """Build ``name`` with ``provider``; an unknown name is a ConfigError with close matches."""
+    return check_backbone_name(provider, name).create(name, pretrained=pretrained)

@@ -21,7 +21,7 @@ def build_configs(p: dict[str, Any]) -> tuple[ModelConfig, LossConfig, Postproce
     from retina_cli import plugins
 
     provider, backbone = plugins.split_backbone_name(p["backbone"])
-    mean, std = plugins.load_provider(provider).normalization(backbone)
+    mean, std = plugins.check_backbone_name(provider, backbone).normalization(backbone)
     lo, hi = parse_levels(p["fpn_levels"])
     anchors = AnchorConfig(
         sizes=parse_floats(p["anchor_sizes"], "--anchor-sizes"),
