@@ -19,6 +19,7 @@ A provider is an object with:
 from __future__ import annotations
 
 import difflib
+import fnmatch
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
@@ -82,6 +83,14 @@ def load_provider(name: str) -> Any:
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return obj() if isinstance(obj, type) else obj
+
+
+def filter_names(names: list[str], pattern: str | None) -> list[str]:
+    """Names matching ``pattern``: a glob (``resnet*``) or, without wildcards, a substring."""
+    if not pattern:
+        return list(names)
+    glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+    return [n for n in names if fnmatch.fnmatch(n, glob)]
 
 
 def split_backbone_name(spec: str) -> tuple[str, str]:

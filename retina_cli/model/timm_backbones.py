@@ -5,10 +5,11 @@ Registered through the ``retina_cli.backbones`` entry point in pyproject.toml, l
 
 from __future__ import annotations
 
-import fnmatch
 
 import timm
 from torch import Tensor, nn
+
+from retina_cli.plugins import filter_names
 
 
 class TimmFeatures(nn.Module):
@@ -28,11 +29,7 @@ class TimmProvider:
     name = "timm"
 
     def list_backbones(self, pattern: str | None = None) -> list[str]:
-        names = timm.list_models()
-        if pattern:
-            glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
-            names = [n for n in names if fnmatch.fnmatch(n, glob)]
-        return names
+        return filter_names(timm.list_models(), pattern)
 
     def create(self, name: str, pretrained: bool = False) -> nn.Module:
         return TimmFeatures(name, pretrained=pretrained)

@@ -7,11 +7,12 @@ torchvision's parameter names and a torchvision classification checkpoint loads 
 
 from __future__ import annotations
 
-import fnmatch
 
 import torchvision
 from torch import Tensor, nn
 from torchvision.models.feature_extraction import create_feature_extractor
+
+from retina_cli.plugins import filter_names
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -59,11 +60,7 @@ class TorchvisionProvider:
     name = "torchvision"
 
     def list_backbones(self, pattern: str | None = None) -> list[str]:
-        names = sorted(SPECS)
-        if pattern:
-            glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
-            names = [n for n in names if fnmatch.fnmatch(n, glob)]
-        return names
+        return filter_names(sorted(SPECS), pattern)
 
     def create(self, name: str, pretrained: bool = False) -> nn.Module:
         return TorchvisionFeatures(name, pretrained=pretrained)
