@@ -161,6 +161,9 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.tb = None
         self._steps_since_save = 0
+        # imported now, not at the first epoch's end: a Ctrl-C in the middle of importing
+        # matplotlib surfaces as a RuntimeError instead of a KeyboardInterrupt
+        self._plot_curves = _curve_plotter() if dist.is_main else None
         if resume is not None:
             self._load_resume(resume)
 
@@ -352,12 +355,17 @@ class Trainer:
             w.writeheader()
             for row in self.history:
                 w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        try:
-            from retina_cli.engine.plots import plot_training_curves
+        if self._plot_curves is not None:
+            self._plot_curves(self.history, self.run_dir / "curves.png")
 
-            plot_training_curves(self.history, self.run_dir / "curves.png")
-        except ImportError:
-            pass
+
+def _curve_plotter() -> Callable[..., None] | None:
+    """The training-curve plot function, or None without matplotlib (the ``plots`` extra)."""
+    try:
+        from retina_cli.engine.plots import plot_training_curves
+    except ImportError:
+        return None
+    return plot_training_curves
 
 
 def _tensorboard_writer(run_dir: Path, console: Console) -> Any:
