@@ -6,9 +6,12 @@ Written atomically (temp file in the same folder, fsync, rename) and read with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,31 @@ from retina_cli.model.retinanet import RetinaNet
 FORMAT = "retina-cli/1"
 
 
+@contextlib.contextmanager
+def sigint_deferred():
+    """Hold Ctrl-C until the block ends, then raise it: an interrupt inside torch.save's zip
+    writer would otherwise surface as a RuntimeError instead of a KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` so that a crash mid-write never leaves a truncated file there."""
+    """``torch.save`` to ``path`` so that a crash mid-write never leaves a truncated file there;
+    Ctrl-C during the write is held until the file is complete."""
+    with sigint_deferred():
+        _atomic_save(obj, path)
+
+
+def _atomic_save(obj: Any, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

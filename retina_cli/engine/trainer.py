@@ -188,6 +188,7 @@ class Trainer:
 
     def save(self, name: str, epoch: int, epoch_complete: bool = True) -> Path:
         path = self.run_dir / name
+        self._steps_since_save = 0  # before the write: a Ctrl-C held during it is raised at its end
         # "model" holds the weights to run (EMA when on); "train_model" the raw weights to resume from
         save_checkpoint(
             path, self._inference_net(), self.loss_cfg, self.post_cfg,
@@ -333,7 +334,6 @@ class Trainer:
             if improved:
                 self.best_ap, self.best_ap50 = result.metrics["AP"], result.metrics["AP50"]
             self.save("last.pt", epoch)
-            self._steps_since_save = 0
             if improved or (result is None and last):
                 self.save("best.pt", epoch)
             self._write_metrics()

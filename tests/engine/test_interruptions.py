@@ -109,3 +109,20 @@ def test_a_crash_during_a_checkpoint_write_keeps_the_previous_file(tmp_path, mon
         atomic_save({"format": "x", "value": torch.arange(1000)}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_ctrl_c_during_a_checkpoint_write_is_raised_after_the_file_is_complete(tmp_path, monkeypatch):
+    from retina_cli.engine.checkpoint import sigint_deferred
+
+    real_save = torch.save
+
+    def save_then_ctrl_c(obj, f, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the write
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"format": "x", "value": torch.arange(5)}, tmp_path / "last.pt")
+    assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["value"], torch.arange(5))
+    with sigint_deferred():  # nothing pending: the block ends normally
+        pass
