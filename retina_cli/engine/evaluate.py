@@ -119,3 +119,12 @@ def predict_records(
                 progress()
     return results
 
+
+def evaluate_records(
+    infer_model: torch.nn.Module, loader: Iterable, records: Sequence[Any], class_names: Sequence[str],
+    device: torch.device, autocast_dtype: torch.dtype | None = None, progress: Any = None,
+) -> EvalResult:
+    """Predict every image of ``loader`` (built over ``records``, in order) and score it with COCOeval."""
+    results = predict_records(infer_model, loader, device, autocast_dtype, progress)
+    return coco_evaluate(coco_ground_truth(records, class_names), results, class_names)
+

@@ -13,7 +13,7 @@ from rich.console import Console
 from retina_cli.engine.checkpoint import configs_from_checkpoint, model_from_checkpoint
 from retina_cli.engine.detector import InferenceModel
 from retina_cli.engine.distributed import select_device
-from retina_cli.engine.evaluate import EvalResult, coco_evaluate, coco_ground_truth, predict_records
+from retina_cli.engine.evaluate import EvalResult, evaluate_records
 from retina_cli.errors import ConfigError, DataError
 
 
@@ -66,11 +66,11 @@ def run_evaluation(
 
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"eval {split}", total=len(records))
-            results = predict_records(infer, loader, dev, autocast, progress=lambda: progress.advance(task))
+            res = evaluate_records(infer, loader, records, model_cfg.class_names, dev, autocast,
+                                   progress=lambda: progress.advance(task))
     else:
-        results = predict_records(infer, loader, dev, autocast)
-    gt = coco_ground_truth(records, model_cfg.class_names)
-    res = coco_evaluate(gt, results, model_cfg.class_names)
+        res = evaluate_records(infer, loader, records, model_cfg.class_names, dev, autocast)
+    results = res.detections
 
     run_dir = next_run_dir(Path(project), name or None)
     (run_dir / "metrics.json").write_text(json.dumps(

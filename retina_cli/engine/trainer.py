@@ -22,7 +22,7 @@ from retina_cli.data.transforms import AugmentConfig
 from retina_cli.engine import distributed as dist_utils
 from retina_cli.engine.checkpoint import configs_from_checkpoint, load_checkpoint, save_checkpoint
 from retina_cli.engine.detector import InferenceModel, TrainingModel
-from retina_cli.engine.evaluate import EvalResult, coco_evaluate, coco_ground_truth, predict_records
+from retina_cli.engine.evaluate import EvalResult, evaluate_records
 from retina_cli.engine.optim import ModelEma, build_optimizer, build_scheduler
 from retina_cli.errors import ConfigError, RetinaError
 from retina_cli.model.retinanet import RetinaNet
@@ -220,14 +220,14 @@ class Trainer:
         was_training = net.training
         net.eval()
         infer = InferenceModel(net, self.post_cfg)
-        results = predict_records(
-            infer, self.val_loader, self.device, self.amp_dtype if self.use_amp else None,
+        result = evaluate_records(
+            infer, self.val_loader, self.val_records, self.model.cfg.class_names, self.device,
+            self.amp_dtype if self.use_amp else None,
         )
         net.train(was_training)
         if self.cfg.freeze_bn or self.cfg.freeze_backbone:
             freeze_backbone_bn(self.model)
-        gt = coco_ground_truth(self.val_records, self.model.cfg.class_names)
-        return coco_evaluate(gt, results, self.model.cfg.class_names)
+        return result
 
     # ---------------------------------------------------------------- training
     def _progress(self) -> Progress:
