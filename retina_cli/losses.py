@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -30,6 +32,45 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, gamma: float = 2.0, alph
     return loss
 
 
+class AnchorTargets(NamedTuple):
+    """What each anchor is trained towards. state: ``(N, R)`` uint8 (matcher's BACKGROUND /
+    FOREGROUND / IGNORE); cls_targets: ``(N, R, K)`` float32 one-hot of the matched GT class on
+    foreground anchors, zero elsewhere; boxes: ``(N, R, 4)`` the matched GT box (meaningful on
+    foreground anchors only)."""
+
+    state: Tensor
+    cls_targets: Tensor
+    boxes: Tensor
+
+
+def assign_targets(
+    anchors: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    gt_valid: Tensor,
+    cfg: LossConfig,
+    num_classes: int,
+    gt_ignore: Tensor | None = None,
+) -> AnchorTargets:
+    """Label every anchor of a batch as the loss sees it (shapes as in :func:`retinanet_loss`)."""
+    if gt_boxes.shape[1] == 0:
+        # no image of the batch has a box: one padding slot keeps the gathers below in range
+        n = gt_boxes.shape[0]
+        gt_boxes = gt_boxes.new_zeros((n, 1, 4))
+        gt_labels = gt_labels.new_zeros((n, 1))
+        gt_valid = gt_valid.new_zeros((n, 1))
+        gt_ignore = None
+    matches = match_anchors(
+        anchors, gt_boxes, gt_valid, cfg.fg_iou, cfg.bg_iou, cfg.low_quality_matches, gt_ignore
+    )
+    fg = matches.state == FOREGROUND  # (N, R)
+    matched_labels = torch.gather(gt_labels, 1, matches.gt_index)  # (N, R)
+    cls_targets = torch.zeros((*fg.shape, num_classes), dtype=torch.float32, device=anchors.device)
+    cls_targets[fg, matched_labels[fg]] = 1.0
+    matched_boxes = torch.gather(gt_boxes, 1, matches.gt_index[..., None].expand(-1, -1, 4))  # (N, R, 4)
+    return AnchorTargets(matches.state, cls_targets, matched_boxes)
+
+
 def retinanet_loss(
     cls_logits: Tensor,
     box_deltas: Tensor,
@@ -52,30 +93,18 @@ def retinanet_loss(
     Returns ``{"cls", "box", "loss", "num_fg"}``: the focal loss summed over non-ignored anchors and
     the box loss summed over foreground anchors, each divided by the normaliser.
     """
-    if gt_boxes.shape[1] == 0:
-        # no image of the batch has a box: one padding slot keeps the gathers below in range
-        n = gt_boxes.shape[0]
-        gt_boxes = gt_boxes.new_zeros((n, 1, 4))
-        gt_labels = gt_labels.new_zeros((n, 1))
-        gt_valid = gt_valid.new_zeros((n, 1))
-        gt_ignore = None
-    matches = match_anchors(
-        anchors, gt_boxes, gt_valid, cfg.fg_iou, cfg.bg_iou, cfg.low_quality_matches, gt_ignore
-    )
-    fg = matches.state == FOREGROUND  # (N, R)
-    valid = matches.state != IGNORE  # (N, R)
+    assigned = assign_targets(anchors, gt_boxes, gt_labels, gt_valid, cfg, cls_logits.shape[-1], gt_ignore)
+    fg = assigned.state == FOREGROUND  # (N, R)
+    valid = assigned.state != IGNORE  # (N, R)
     num_fg = fg.sum()
     norm = normalizer if normalizer is not None else num_fg.clamp(min=1).to(cls_logits.dtype)
 
-    matched_labels = torch.gather(gt_labels, 1, matches.gt_index)  # (N, R)
-    targets = torch.zeros_like(cls_logits)
-    targets[fg, matched_labels[fg]] = 1.0
+    targets = assigned.cls_targets.to(cls_logits.dtype)
     focal = sigmoid_focal_loss(cls_logits[valid], targets[valid], cfg.gamma, cfg.alpha)
     cls_loss = focal.sum() / norm
 
-    matched_boxes = torch.gather(gt_boxes, 1, matches.gt_index[..., None].expand(-1, -1, 4))  # (N, R, 4)
     fg_anchors = anchors.expand(fg.shape[0], -1, -1)[fg]  # (F, 4)
-    fg_boxes = matched_boxes[fg]
+    fg_boxes = assigned.boxes[fg]
     fg_deltas = box_deltas[fg].float()
     if cfg.box_loss == "giou":
         pred = coder.decode(fg_deltas, fg_anchors)
