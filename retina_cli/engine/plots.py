@@ -55,3 +55,22 @@ def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], path: Path
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def plot_cumulative_loss(panels: dict[str, Sequence[tuple[str, np.ndarray, np.ndarray]]], path: Path) -> None:
+    """The RetinaNet paper's Figure 4: one panel per title, one ``(label, fraction, cumulative)``
+    curve each (cumulative normalised loss against the fraction of examples, easiest first)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for label, x, y in curves:
+            ax.plot(x, y, label=label)
+        ax.set_title(title)
+        ax.set_xlabel("fraction of examples (sorted by loss)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0][0].set_ylabel("cumulative normalized loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
