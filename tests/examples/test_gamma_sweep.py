@@ -38,7 +38,6 @@ def test_sweep_writes_tables_and_plot(tiny_data, tmp_path):
     image = cv2.imread(str(out / "ap_vs_gamma.png"))
     assert image is not None and image.shape[0] > 100
     # each pair trained with its own loss and evaluated on the asked split
-
     loss = yaml.safe_load((out / "train" / "gamma0_alpha0.75" / "config.yaml").read_text())["loss"]
     assert (loss["gamma"], loss["alpha"]) == (0.0, 0.75)
     model = yaml.safe_load((out / "train" / "gamma2_alpha0.25" / "config.yaml").read_text())["model"]
