@@ -57,6 +57,8 @@ def clean_boxes(
     limits = np.array([width, height, width, height], dtype=np.float64)
     clipped = np.clip(np.where(finite[:, None], boxes, 0.0), 0.0, limits)
     moved = (np.abs(clipped - np.where(finite[:, None], boxes, 0.0)) > CLIP_TOLERANCE).any(axis=1)
+    # judged in the float32 the records hold: x2 = 1e-100 > x1 = 0 in float64 is 0 == 0 there
+    clipped = clipped.astype(np.float32)
     degenerate = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
     keep = finite & in_range & ~degenerate
 
@@ -81,7 +83,7 @@ def clean_boxes(
     report.kept += int(keep.sum())
     report.clipped += int((keep & moved).sum())
     report.dropped += int(n - keep.sum())
-    return clipped[keep].astype(np.float32), labels[keep], ignore[keep]
+    return clipped[keep], labels[keep], ignore[keep]
 
 
 def _fmt(box: np.ndarray) -> str:
@@ -116,7 +118,8 @@ def make_record(
             return None
     w, h = size
     if normalized:
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4) * np.array([w, h, w, h], np.float64)
+        with np.errstate(over="ignore"):  # 1e308 * width is inf: reported as such by clean_boxes
+            boxes = np.asarray(boxes, np.float64).reshape(-1, 4) * np.array([w, h, w, h], np.float64)
     b, lab, ign = clean_boxes(boxes, labels, ignore, w, h, num_classes, report, label_file, lines)
     report.images += 1
     report.negatives += int(b.shape[0] == 0)
@@ -126,6 +129,23 @@ def make_record(
 def skip_image(report: ValidationReport, file: Path, line: int | None, message: str) -> None:
     report.warn(file, line, message)
     report.skipped_images += 1
+
+
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, but False instead of an error for a name the OS refuses (too long, ...):
+    the paths checked here come from label files."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False for a name the OS refuses (see :func:`is_file`)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def inside_root(root: Path, relative: str, base: Path | None = None) -> Path | None:

@@ -7,8 +7,10 @@ dataset's own split names; :mod:`retina_cli.data.dataset` turns those groups int
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from retina_cli.data.records import ImageRecord
+from retina_cli.errors import DataError
 
 
 @dataclass
@@ -33,3 +35,22 @@ def split_from_name(name: str) -> str | None:
     if "valid" in low:
         return "val"
     return None
+
+
+def read_text(path: Path, errors: str = "strict") -> str:
+    """The text of a label, list or class file (UTF-8; a leading BOM is dropped).
+
+    errors: "strict" for files of names (a non-UTF-8 byte is a DataError naming the line: a
+    garbled class name must not pass silently), "replace" for label lines (a bad byte makes its
+    line malformed, reported by the reader), "surrogateescape" for files of paths (non-UTF-8 file
+    names on Linux round-trip to the same bytes).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}); check the file and its permissions") from None
+    try:
+        return data.decode("utf-8-sig", errors)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x}); save the file as UTF-8") from None

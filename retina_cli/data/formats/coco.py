@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from retina_cli.data.formats import RawDataset, split_from_name
+from retina_cli.data.formats import RawDataset, read_text, split_from_name
 from retina_cli.data.records import ImageRecord
 from retina_cli.data.report import ValidationReport
-from retina_cli.data.validate import inside_root, make_record, skip_image
+from retina_cli.data.validate import inside_root, is_file, make_record, skip_image
 from retina_cli.errors import DataError
 
 
@@ -57,11 +57,11 @@ def load(root: Path, report: ValidationReport) -> RawDataset:
     docs = [(f, _read_json(f)) for f in files]
     cats: dict[int, str] = {}
     for f, doc in docs:
-        for c in doc.get("categories", []):
-            try:
-                cats.setdefault(int(c["id"]), str(c.get("name", c["id"])))
-            except (KeyError, TypeError, ValueError):
-                raise DataError(f"{f}: category without an integer 'id': {c!r}; fix the categories list") from None
+        for c in _list_of(doc, "categories", f):
+            cid = c.get("id") if isinstance(c, dict) else None
+            if not _is_int(cid):
+                raise DataError(f"{f}: category without an integer 'id': {str(c)[:80]}; fix the categories list")
+            cats.setdefault(cid, str(c.get("name", cid)))
     if not cats:
         raise DataError(f"{files[0]}: no 'categories'; a COCO json must list its categories")
     ids = sorted(cats)
@@ -75,13 +75,42 @@ def load(root: Path, report: ValidationReport) -> RawDataset:
 
 def _read_json(f: Path) -> dict:
     try:
-        with open(f, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        doc = json.loads(read_text(f))
     except json.JSONDecodeError as exc:
         raise DataError(f"{f}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file") from None
+    except RecursionError:
+        raise DataError(f"{f}: JSON nested too deeply to be a COCO file; fix the file") from None
     if not isinstance(doc, dict) or "images" not in doc:
         raise DataError(f"{f}: not a COCO annotation file (no 'images' list); pass the dataset's instances_*.json")
     return doc
+
+
+def _list_of(doc: dict, key: str, f: Path) -> list:
+    """``doc[key]`` (absent: empty), which must be a list."""
+    value = doc.get(key, [])
+    if not isinstance(value, list):
+        raise DataError(f"{f}: '{key}' must be a list, got {type(value).__name__}; fix the file")
+    return value
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_id(v: object) -> bool:
+    """Image ids are ints (or strings in some exporters); anything else cannot be matched."""
+    return _is_int(v) or isinstance(v, str)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _size(im: dict) -> tuple[int, int] | None:
+    """The json's ``(width, height)`` when both are whole positive numbers, else None (read the header)."""
+    w, h = im.get("width"), im.get("height")
+    ok = all(_is_number(v) and 1 <= v < 2**31 and v == int(v) for v in (w, h))  # type: ignore[operator]
+    return (int(w), int(h)) if ok else None  # type: ignore[arg-type]
 
 
 def _image_dir(json_file: Path, base: Path, names: list[str]) -> Path:
@@ -92,20 +121,30 @@ def _image_dir(json_file: Path, base: Path, names: list[str]) -> Path:
     best, hits = cands[0], -1
     for c in cands:
         if c.is_dir():
-            n = sum((c / s).is_file() for s in sample)
+            n = sum(is_file(c / s) for s in sample)
             if n > hits:
                 best, hits = c, n
     return best
 
 
 def _records(f: Path, doc: dict, base: Path, lut: dict[int, int], report: ValidationReport) -> list[ImageRecord]:
-    images = doc.get("images", [])
-    anns = doc.get("annotations", [])
+    images, anns = [], []
+    for key, items, kept in (("images", _list_of(doc, "images", f), images), ("annotations", _list_of(doc, "annotations", f), anns)):
+        for k, item in enumerate(items):
+            if isinstance(item, dict) and _is_id(item.get("image_id" if key == "annotations" else "id")):
+                kept.append(item)
+                continue
+            what = "image_id" if key == "annotations" else "id"
+            report.warn(f, None, f"{key}[{k}] is not an object with an integer '{what}': {str(item)[:80]}; skipped")
+            if key == "images":
+                report.skipped_images += 1
+            else:
+                report.dropped += 1
     img_dir = _image_dir(f, base, [str(im.get("file_name", "")) for im in images])
-    by_image: dict[int, list[dict]] = {}
+    by_image: dict[int | str, list[dict]] = {}
     for a in anns:
-        by_image.setdefault(a.get("image_id"), []).append(a)
-    known_ids = {im.get("id") for im in images}
+        by_image.setdefault(a["image_id"], []).append(a)
+    known_ids = {im["id"] for im in images}
     for img_id in by_image.keys() - known_ids:
         report.warn(f, None, f"{len(by_image[img_id])} annotations refer to image_id {img_id!r} which is not in 'images'; dropped")
         report.dropped += len(by_image[img_id])
@@ -122,16 +161,18 @@ def _records(f: Path, doc: dict, base: Path, lut: dict[int, int], report: Valida
             skip_image(report, f, None, f"image {name!r} (id {im.get('id')}) points outside the dataset folder; skipped")
             report.dropped += len(img_anns)
             continue
-        if name not in listing and not path.is_file():
+        if name not in listing and not is_file(path):
             skip_image(report, f, None, f"image {name!r} (id {im.get('id')}) not found in {img_dir}; skipped")
             report.dropped += len(img_anns)
             continue
         boxes, labels, crowd = _boxes(f, img_anns, lut, report)
-        w, h = im.get("width"), im.get("height")
-        size = (int(w), int(h)) if isinstance(w, (int, float)) and isinstance(h, (int, float)) else None
+        size = _size(im)
+        if size is None and ("width" in im or "height" in im):
+            report.warn(f, None, f"image {name!r}: width/height {im.get('width')!r}x{im.get('height')!r} are not whole "
+                                 f"positive numbers; the size is read from the image")
         img_id = im.get("id")
         rec = make_record(path, boxes, labels, crowd, len(lut), report, label_file=f, size=size,
-                          image_id=int(img_id) if isinstance(img_id, int) else None)
+                          image_id=img_id if _is_int(img_id) else None)
         if rec is not None:
             out.append(rec)
     return out
@@ -142,12 +183,16 @@ def _boxes(f: Path, anns: list[dict], lut: dict[int, int], report: ValidationRep
     boxes, labels, crowd = [], [], []
     for a in anns:
         bbox = a.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
-            report.warn(f, None, f"annotation {a.get('id')}: bbox must be [x, y, w, h] numbers, got {bbox!r}; dropped")
+        try:
+            if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+                raise TypeError
+            bbox = [float(v) for v in bbox]  # an int too large for a float raises OverflowError
+        except (TypeError, ValueError, OverflowError):
+            report.warn(f, None, f"annotation {a.get('id')}: bbox must be [x, y, w, h] numbers, got {str(bbox)[:80]}; dropped")
             report.dropped += 1
             continue
         cid = a.get("category_id")
-        if cid not in lut:
+        if not _is_int(cid) or cid not in lut:
             report.warn(f, None, f"annotation {a.get('id')}: category_id {cid!r} is not in 'categories'; dropped")
             report.dropped += 1
             continue

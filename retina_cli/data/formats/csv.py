@@ -10,11 +10,13 @@ taken as a header and skipped.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from retina_cli.data.formats import RawDataset, split_from_name
+from retina_cli.data.formats import RawDataset, read_text, split_from_name
 from retina_cli.data.records import ImageRecord
 from retina_cli.data.report import ValidationReport
 from retina_cli.data.validate import inside_root, make_record, skip_image
@@ -62,18 +64,15 @@ def load(root: Path, report: ValidationReport) -> RawDataset:
 def read_classes(path: Path) -> list[str]:
     """``classes.csv`` rows ``name,id`` -> names ordered by id (ids need not start at 0 or be contiguous)."""
     pairs: list[tuple[int, str]] = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        for lineno, row in enumerate(csv.reader(fh), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) != 2:
-                raise DataError(f"{path}:{lineno}: expected 'class_name,id', got {len(row)} fields; fix the line")
-            try:
-                pairs.append((int(row[1]), row[0].strip()))
-            except ValueError:
-                if lineno == 1:
-                    continue  # a header row
-                raise DataError(f"{path}:{lineno}: class id {row[1]!r} is not an integer; fix the line") from None
+    for lineno, row in _rows(path, "strict"):
+        if len(row) != 2:
+            raise DataError(f"{path}:{lineno}: expected 'class_name,id', got {len(row)} fields; fix the line")
+        try:
+            pairs.append((int(row[1]), row[0].strip()))
+        except ValueError:
+            if lineno == 1:
+                continue  # a header row
+            raise DataError(f"{path}:{lineno}: class id {row[1]!r} is not an integer; fix the line") from None
     ids = [i for i, _ in pairs]
     if len(set(ids)) != len(ids) or len({n for _, n in pairs}) != len(pairs):
         raise DataError(f"{path}: duplicate class names or ids; each class needs one unique name and id")
@@ -84,39 +83,37 @@ def read_classes(path: Path) -> list[str]:
 
 def _read_annotations(f: Path, base: Path, index: dict[str, int], report: ValidationReport) -> list[ImageRecord]:
     rows: dict[Path, tuple[list, list, list]] = {}  # image -> (boxes, labels, lines)
-    with open(f, newline="", encoding="utf-8") as fh:
-        for lineno, row in enumerate(csv.reader(fh), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) != 6:
-                report.warn(f, lineno, f"malformed row: expected 'path,x1,y1,x2,y2,class' (6 fields), got {len(row)}; row skipped")
-                report.dropped += 1
-                continue
-            rel, *coords, cls = (v.strip() for v in row)
-            if lineno == 1 and coords[0].lower() in ("x1", "xmin"):
-                continue
-            path = inside_root(base, rel, f.parent)
-            if path is None:
-                skip_image(report, f, lineno, f"image path {rel!r} leaves the dataset folder {base}; row rejected")
-                continue
-            entry = rows.setdefault(path, ([], [], []))
-            if not any(coords) and not cls:
-                continue  # negative image
-            try:
-                box = [float(v) for v in coords]
-            except ValueError:
-                report.warn(f, lineno, f"malformed row: coordinates {','.join(coords)!r} are not numbers; row skipped")
-                report.dropped += 1
-                if not entry[0]:
-                    del rows[path]  # do not turn an image with a broken row into a negative
-                continue
-            if cls not in index:
-                report.warn(f, lineno, f"class {cls!r} is not in classes.csv; box dropped")
-                report.dropped += 1
-                continue
-            entry[0].append(box)
-            entry[1].append(index[cls])
-            entry[2].append(lineno)
+    # paths: undecodable bytes are kept so that non-UTF-8 file names still match on Linux
+    for lineno, row in _rows(f, "surrogateescape"):
+        if len(row) != 6:
+            report.warn(f, lineno, f"malformed row: expected 'path,x1,y1,x2,y2,class' (6 fields), got {len(row)}; row skipped")
+            report.dropped += 1
+            continue
+        rel, *coords, cls = (v.strip() for v in row)
+        if lineno == 1 and coords[0].lower() in ("x1", "xmin"):
+            continue
+        path = inside_root(base, rel, f.parent)
+        if path is None:
+            skip_image(report, f, lineno, f"image path {rel!r} leaves the dataset folder {base}; row rejected")
+            continue
+        entry = rows.setdefault(path, ([], [], []))
+        if not any(coords) and not cls:
+            continue  # negative image
+        try:
+            box = [float(v) for v in coords]
+        except ValueError:
+            report.warn(f, lineno, f"malformed row: coordinates {','.join(coords)!r} are not numbers; row skipped")
+            report.dropped += 1
+            if not entry[0]:
+                del rows[path]  # do not turn an image with a broken row into a negative
+            continue
+        if cls not in index:
+            report.warn(f, lineno, f"class {cls!r} is not in classes.csv; box dropped")
+            report.dropped += 1
+            continue
+        entry[0].append(box)
+        entry[1].append(index[cls])
+        entry[2].append(lineno)
     out = []
     for path, (boxes, labels, lines) in rows.items():
         rec = make_record(
@@ -126,3 +123,16 @@ def _read_annotations(f: Path, base: Path, index: dict[str, int], report: Valida
         if rec is not None:
             out.append(rec)
     return out
+
+
+def _rows(path: Path, errors: str) -> Iterator[tuple[int, list[str]]]:
+    """Non-empty CSV rows of ``path`` with the line each starts on; a CSV syntax error is a DataError."""
+    reader = csv.reader(io.StringIO(read_text(path, errors), newline=""))
+    start = 1
+    try:
+        for row in reader:
+            if row and "".join(row).strip():
+                yield start, row
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataError(f"{path}:{start}: not a readable CSV row ({exc}); fix the row") from None

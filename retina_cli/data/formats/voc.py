@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from retina_cli.data.formats import RawDataset
+from retina_cli.data.formats import RawDataset, read_text
 from retina_cli.data.images import IMAGE_SUFFIXES
 from retina_cli.data.records import ImageRecord
 from retina_cli.data.report import ValidationReport
-from retina_cli.data.validate import make_record, skip_image
+from retina_cli.data.validate import inside_root, is_file, make_record, skip_image
 from retina_cli.errors import DataError
 
 SPLIT_FILES = ("train", "val", "test", "trainval")
@@ -76,17 +76,26 @@ def _split_lists(root: Path, report: ValidationReport) -> dict[str | None, list[
     out: dict[str | None, list[tuple[str, Path, int]]] = {}
     for split in SPLIT_FILES:
         f = main / f"{split}.txt"
-        if f.is_file():
-            out[split] = [
-                (ln.split()[0], f, i) for i, ln in enumerate(f.read_text().splitlines(), start=1) if ln.strip()
-            ]
+        if not f.is_file():
+            continue
+        out[split] = []
+        # ids name files: undecodable bytes are kept so that non-UTF-8 file names still match
+        for i, ln in enumerate(read_text(f, errors="surrogateescape").splitlines(), start=1):
+            if not ln.strip():
+                continue
+            # "id" or "id flag" (per-class lists); an id with spaces is kept whole when its xml exists
+            stem = ln.strip() if is_file(root / "Annotations" / f"{ln.strip()}.xml") else ln.split()[0]
+            if inside_root(root / "Annotations", f"{stem}.xml") is None:
+                skip_image(report, f, i, f"image id {stem!r} leaves the Annotations/ folder; line skipped")
+                continue
+            out[split].append((stem, f, i))
     if "trainval" in out and "train" in out and "val" in out:
         del out["trainval"]  # redundant with train + val
     return out
 
 
 def _parse(xml: Path, report: ValidationReport, list_file: Path | None, line: int | None) -> _Parsed | None:
-    if not xml.is_file():
+    if not is_file(xml):
         where = (list_file, line) if list_file is not None else (xml, None)
         skip_image(report, where[0], where[1], f"annotation {xml} is missing; image skipped")
         return None
@@ -94,6 +103,12 @@ def _parse(xml: Path, report: ValidationReport, list_file: Path | None, line: in
         tree = ET.parse(xml).getroot()
     except ET.ParseError as exc:
         skip_image(report, xml, exc.position[0] if exc.position else None, f"not valid XML ({exc}); image skipped")
+        return None
+    except (LookupError, ValueError, RecursionError) as exc:  # an unknown or unsupported declared encoding, ...
+        skip_image(report, xml, None, f"not readable XML ({exc or type(exc).__name__}); image skipped")
+        return None
+    except OSError as exc:
+        skip_image(report, xml, None, f"cannot be read ({exc.strerror or exc}); image skipped")
         return None
     names, boxes, difficult = [], [], []
     for k, obj in enumerate(tree.iter("object"), start=1):
@@ -121,7 +136,7 @@ def _parse(xml: Path, report: ValidationReport, list_file: Path | None, line: in
 def _class_names(root: Path, parsed: dict[str, _Parsed | None]) -> list[str]:
     for cand in (root / "classes.txt", root / "labels.txt"):
         if cand.is_file():
-            names = [ln.strip() for ln in cand.read_text().splitlines() if ln.strip()]
+            names = [ln.strip() for ln in read_text(cand).splitlines() if ln.strip()]
             if names:
                 return names
     found = sorted({n for p in parsed.values() if p is not None for n in p.names})
@@ -131,10 +146,10 @@ def _class_names(root: Path, parsed: dict[str, _Parsed | None]) -> list[str]:
 
 
 def _find_image(img_dir: Path, filename: str, stem: str) -> Path | None:
-    if filename and "/" not in filename and "\\" not in filename and (img_dir / filename).is_file():
+    if filename and "/" not in filename and "\\" not in filename and is_file(img_dir / filename):
         return (img_dir / filename).absolute()
     for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):
         cand = img_dir / f"{stem}{suffix}"
-        if cand.is_file():
+        if is_file(cand):
             return cand.absolute()
     return None

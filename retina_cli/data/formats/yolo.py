@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from retina_cli.data.formats import RawDataset
+from retina_cli.data.formats import RawDataset, read_text
 from retina_cli.data.images import is_image
 from retina_cli.data.records import ImageRecord
 from retina_cli.data.report import ValidationReport
-from retina_cli.data.validate import inside_root, make_record
+from retina_cli.data.validate import inside_root, is_dir, is_file, make_record
 from retina_cli.errors import DataError
 
 YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
@@ -83,8 +83,8 @@ def load(root: Path, report: ValidationReport) -> RawDataset:
 
 def _read_one(image: Path, lab: Path, num_classes: int, report: ValidationReport) -> ImageRecord | None:
     boxes, labels, lines = [], [], []
-    if lab.is_file():
-        for lineno, text in enumerate(lab.read_text(errors="replace").splitlines(), start=1):
+    if is_file(lab):
+        for lineno, text in enumerate(read_text(lab, errors="replace").splitlines(), start=1):
             fields = text.split()
             if not fields:
                 continue
@@ -100,7 +100,7 @@ def _read_one(image: Path, lab: Path, num_classes: int, report: ValidationReport
     arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return make_record(
         image, arr, np.asarray(labels, np.int64), np.zeros(len(labels), bool), num_classes, report,
-        label_file=lab if lab.is_file() else image, lines=lines, normalized=True,
+        label_file=lab if is_file(lab) else image, lines=lines, normalized=True,
     )
 
 
@@ -115,6 +115,8 @@ def _parse_line(fields: list[str]) -> tuple[int, list[float]] | str:
     cls = values[0]
     if not np.isfinite(cls) or cls != int(cls):
         return f"malformed line: class id {fields[0]!r} is not an integer"
+    if not 0 <= cls < 2**31:  # far out of any class list, and past what an int64 label array holds
+        return f"class id {fields[0]!r} is out of range"
     if len(values) == 5:
         cx, cy, w, h = values[1:]
         return int(cls), [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
@@ -133,19 +135,21 @@ def _labels_root(lab: Path) -> Path:
 def _report_orphan_labels(label_dirs: set[Path], expected: set[Path], report: ValidationReport) -> None:
     """Label files with no image next to them: reported, as their boxes are lost."""
     for d in sorted(label_dirs):
-        if not d.is_dir() or d.name != "labels":
+        if not is_dir(d) or d.name != "labels":
             continue
         for lab in sorted(d.rglob("*.txt")):
             if lab not in expected and lab.name != "classes.txt":
                 report.warn(lab, None, "label file without an image (expected the same name under images/); labels ignored")
 
 
-def _read_classes_txt(base: Path) -> list[str]:
+def _read_classes_txt(base: Path, yaml_file: Path | None = None) -> list[str]:
     for cand in (base / "classes.txt", base / "labels" / "classes.txt"):
         if cand.is_file():
-            names = [ln.strip() for ln in cand.read_text().splitlines() if ln.strip()]
+            names = [ln.strip() for ln in read_text(cand).splitlines() if ln.strip()]
             if names:
                 return names
+    if yaml_file is not None:
+        raise DataError(f"{yaml_file}: no 'names:' and no classes.txt next to it; add 'names: [a, b, ...]' to the yaml")
     raise DataError(
         f"{base}: no class names for this YOLO dataset; add data.yaml with 'names:' or classes.txt with one name per line"
     )
@@ -167,7 +171,9 @@ def _folder_splits(base: Path) -> dict[str | None, list[Path]]:
 
 def _read_yaml(yaml_file: Path) -> tuple[list[str], dict[str | None, list[Path]], Path]:
     try:
-        data = yaml.safe_load(yaml_file.read_text()) or {}
+        data = yaml.safe_load(read_text(yaml_file)) or {}
+    except RecursionError:
+        raise DataError(f"{yaml_file}: nested too deeply to be a dataset yaml; fix the file") from None
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f"{yaml_file}:{line + 1}" if line is not None else str(yaml_file)
@@ -176,23 +182,21 @@ def _read_yaml(yaml_file: Path) -> tuple[list[str], dict[str | None, list[Path]]
         raise DataError(f"{yaml_file}: expected a mapping with names: and train:/val: entries")
     names = data.get("names")
     if isinstance(names, dict):
-        try:
-            keys = sorted(int(k) for k in names)
-        except ValueError:
-            raise DataError(f"{yaml_file}: 'names' keys must be class ids 0..K-1") from None
-        if keys != list(range(len(keys))):
-            raise DataError(f"{yaml_file}: 'names' ids must be 0..{len(keys) - 1} without gaps, got {keys}")
-        names = [str(names[k] if k in names else names[str(k)]) for k in keys]
+        names = _names_from_mapping(names, yaml_file)
     elif isinstance(names, list):
         names = [str(n) for n in names]
+    elif names is None:
+        names = _read_classes_txt(yaml_file.parent, yaml_file)
     else:
-        names = _read_classes_txt(yaml_file.parent)
+        raise DataError(f"{yaml_file}: 'names' must be a list of class names or a mapping id: name, got {names!r}")
+    if not names:
+        raise DataError(f"{yaml_file}: 'names' is empty; list the class names (names: [a, b, ...])")
     base = yaml_file.parent
     if data.get("path"):
         p = Path(str(data["path"]))
         p = p if p.is_absolute() else yaml_file.parent / p
         # ultralytics resolves a relative path against its datasets dir; ours is the yaml's folder
-        if p.is_dir():
+        if is_dir(p):
             base = p
     sources: dict[str | None, list[Path]] = {}
     for split in SPLITS:
@@ -208,17 +212,33 @@ def _read_yaml(yaml_file: Path) -> tuple[list[str], dict[str | None, list[Path]]
     return names, sources, base
 
 
+def _names_from_mapping(names: dict, yaml_file: Path) -> list[str]:
+    """``{0: a, "1": b}`` -> ``[a, b]``; keys must be the ids 0..K-1 (ints or digit strings)."""
+    by_id: dict[int, str] = {}
+    for key, name in names.items():
+        try:
+            if isinstance(key, bool) or not isinstance(key, (int, str)):
+                raise ValueError
+            by_id[int(key)] = str(name)
+        except ValueError:
+            raise DataError(f"{yaml_file}: 'names' keys must be class ids 0..K-1, got {key!r}") from None
+    keys = sorted(by_id)
+    if keys != list(range(len(names))):
+        raise DataError(f"{yaml_file}: 'names' ids must be 0..{len(names) - 1}, each once, got {keys}")
+    return [by_id[k] for k in keys]
+
+
 def _resolve_entry(item: str, base: Path, yaml_file: Path, split: str) -> list[Path]:
     target = inside_root(base, item)
     if target is None and Path(item).is_absolute():
         target = Path(item)
     if target is None:
         raise DataError(f"{yaml_file}: {split}: {item!r} points outside the dataset folder {base}")
-    if target.is_dir():
+    if is_dir(target):
         return _list_images(target)
-    if target.is_file() and target.suffix == ".txt":
+    if is_file(target) and target.suffix == ".txt":
         out = []
-        for ln in target.read_text().splitlines():
+        for ln in read_text(target, errors="surrogateescape").splitlines():
             ln = ln.strip()
             if ln:
                 p = Path(ln)
