@@ -117,6 +117,12 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 8) -> np.ndarra
 def write_png(path: Path, image: np.ndarray) -> Path:
     """Write ``(H, W, 3)`` uint8 RGB as PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, ::-1])):
-        raise DataError(f"{path}: could not write the image; check the folder is writable")
+    # encoded here and written by Python: cv2.imwrite crashes on a non-UTF-8 file name (see images.py)
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
+    try:
+        if not ok:
+            raise OSError("PNG encoding failed")
+        path.write_bytes(png.tobytes())
+    except OSError as exc:
+        raise DataError(f"{path}: could not write the image ({exc}); check the folder is writable") from None
     return path

@@ -46,6 +46,8 @@ def image_size(path: Path) -> tuple[int, int]:
         raise ImageUnreadable(path, "image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageUnreadable(path, f"not a readable image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageUnreadable(path, f"refused: {exc}") from None
     return (h, w) if orientation in _SWAPS_SIDES else (w, h)
 
 
@@ -56,12 +58,32 @@ def read_image(path: Path | str) -> np.ndarray:
     IMREAD_COLOR does all of that). Raises DataError on a missing or unreadable file.
     """
     path = Path(path)
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    bgr = _opencv_read(path)
     if bgr is None:
         if not path.exists():
             raise ImageUnreadable(path, "image file not found")
         bgr = _read_with_pil(path)
     return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def _opencv_read(path: Path) -> np.ndarray | None:
+    """``cv2.imread(path, IMREAD_COLOR)``: ``(H, W, 3)`` uint8 BGR, or None when OpenCV cannot decode
+    it (then PIL tries, and says why it cannot)."""
+    name = str(path)
+    try:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            # a non-UTF-8 file name (surrogate escapes): OpenCV's Python binding crashes the process
+            # (SIGSEGV, OpenCV 5.0) on such a str, so Python reads the bytes and OpenCV decodes them
+            try:
+                data = np.fromfile(path, np.uint8)
+            except OSError:
+                return None
+            return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        return cv2.imread(name, cv2.IMREAD_COLOR)
+    except cv2.error:  # e.g. a header claiming more than CV_IO_MAX_IMAGE_PIXELS
+        return None
 
 
 def _read_with_pil(path: Path) -> np.ndarray:
@@ -73,4 +95,6 @@ def _read_with_pil(path: Path) -> np.ndarray:
             rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageUnreadable(path, f"not a readable image ({exc})") from None
+    except Image.DecompressionBombError as exc:  # a header claiming billions of pixels: not decoded
+        raise ImageUnreadable(path, f"refused: {exc}") from None
     return np.ascontiguousarray(rgb[:, :, ::-1])
