@@ -106,6 +106,22 @@ def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _with_id(f: Path, items: list, key: str, id_key: str, report: ValidationReport) -> list[dict]:
+    """The entries of ``doc[key]`` that are objects with an int or string ``id_key``; the others are
+    reported and counted (a skipped image, a dropped annotation)."""
+    kept = []
+    for k, item in enumerate(items):
+        if isinstance(item, dict) and _is_id(item.get(id_key)):
+            kept.append(item)
+            continue
+        report.warn(f, None, f"{key}[{k}] is not an object with an integer '{id_key}': {str(item)[:80]}; skipped")
+        if key == "images":
+            report.skipped_images += 1
+        else:
+            report.dropped += 1
+    return kept
+
+
 def _size(im: dict) -> tuple[int, int] | None:
     """The json's ``(width, height)`` when both are whole positive numbers, else None (read the header)."""
     w, h = im.get("width"), im.get("height")
@@ -128,18 +144,8 @@ def _image_dir(json_file: Path, base: Path, names: list[str]) -> Path:
 
 
 def _records(f: Path, doc: dict, base: Path, lut: dict[int, int], report: ValidationReport) -> list[ImageRecord]:
-    images, anns = [], []
-    for key, items, kept in (("images", _list_of(doc, "images", f), images), ("annotations", _list_of(doc, "annotations", f), anns)):
-        for k, item in enumerate(items):
-            if isinstance(item, dict) and _is_id(item.get("image_id" if key == "annotations" else "id")):
-                kept.append(item)
-                continue
-            what = "image_id" if key == "annotations" else "id"
-            report.warn(f, None, f"{key}[{k}] is not an object with an integer '{what}': {str(item)[:80]}; skipped")
-            if key == "images":
-                report.skipped_images += 1
-            else:
-                report.dropped += 1
+    images = _with_id(f, _list_of(doc, "images", f), "images", "id", report)
+    anns = _with_id(f, _list_of(doc, "annotations", f), "annotations", "image_id", report)
     img_dir = _image_dir(f, base, [str(im.get("file_name", "")) for im in images])
     by_image: dict[int | str, list[dict]] = {}
     for a in anns:
