@@ -1,8 +1,9 @@
 """How well an anchor configuration covers a dataset's GT boxes at the network input size.
 
-Matching is the training matcher itself (:func:`retina_cli.boxes.matcher.match_anchors`), run on
-batches of letterboxed GT; "unmatched" means no anchor reaches IoU >= ``fg_iou`` with the box
-(such a box only trains through the matcher's low-quality fallback).
+Foreground anchors per box come from the training matcher itself
+(:func:`retina_cli.boxes.matcher.match_anchors`), run on batches of letterboxed GT; "unmatched"
+means no anchor reaches IoU >= ``fg_iou`` with the box (such a box only trains through the
+matcher's low-quality fallback).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from retina_cli.boxes.anchor_search import best_anchor_iou
 from retina_cli.boxes.anchors import feature_sizes_for, generate_anchors
 from retina_cli.boxes.matcher import FOREGROUND, match_anchors
 from retina_cli.boxes.ops import box_area, pairwise_iou
@@ -31,7 +33,8 @@ BUCKETS = ("small", "medium", "large")
 class AnchorFit:
     """Per GT box over the records (ignored boxes left out), in network-input pixels:
     labels ``(B,)`` int64, areas ``(B,)`` float32, best_iou ``(B,)`` float32 (best IoU with any
-    anchor), positives ``(B,)`` int64 (anchors the matcher labels foreground for this box)."""
+    anchor), positives ``(B,)`` int64 (anchors the matcher labels foreground for this box; -1
+    where the matcher was not run on the box's image)."""
 
     labels: np.ndarray
     areas: np.ndarray
@@ -76,28 +79,78 @@ def anchor_fit(
     fg_iou: float = 0.5,
     bg_iou: float = 0.4,
     chunk: int = 8,
+    matched_images: int | None = None,
 ) -> AnchorFit:
-    """Match every record's GT against the anchors, ``chunk`` images at a time (bounds the
-    ``(chunk, G, R)`` IoU tensor)."""
-    anchors = all_anchors(cfg, levels, img_size)
+    """Best anchor IoU of every GT box, and its foreground anchors from the training matcher.
+
+    The matcher (``chunk`` images at a time, a ``(chunk, G, R)`` IoU tensor) is the slow part: with
+    ``matched_images`` it runs on that many records spread evenly through ``records`` and the boxes
+    of the others get ``positives`` -1. Best IoU comes from the anchors of each box's nearest
+    cells (:func:`best_anchor_iou`, exact) for every box.
+    """
+    levels = tuple(levels)
+    n = len(records)
+    if matched_images is None or matched_images >= n:
+        matched = set(range(n))
+    else:
+        matched = set(np.linspace(0, n - 1, matched_images).round().astype(int).tolist()) if matched_images > 0 else set()
+    anchors = all_anchors(cfg, levels, img_size) if matched else None
     out: dict[str, list[np.ndarray]] = {"labels": [], "areas": [], "best_iou": [], "positives": []}
-    for start in range(0, len(records), chunk):
-        targets, matches, best = match_batch(records[start : start + chunk], anchors, img_size, fg_iou, bg_iou)
-        g = targets.boxes.shape[1]
-        if g == 0:
+    for start in range(0, n, chunk):
+        batch = records[start : start + chunk]
+        targets = letterboxed_gt(batch, img_size)
+        if targets.boxes.shape[1] == 0:
             continue
-        fg = matches.state == FOREGROUND  # (N, R)
-        positives = torch.zeros(fg.shape[0], g, dtype=torch.int64).scatter_add_(1, matches.gt_index, fg.long())  # (N, G)
-        use = targets.valid & ~targets.ignore
+        use = targets.valid & ~targets.ignore  # (N, G)
+        positives = torch.full(use.shape, -1, dtype=torch.int64)
+        rows = [i for i in range(len(batch)) if start + i in matched]
+        if rows:
+            sub = targets.boxes[rows], targets.valid[rows], targets.ignore[rows]
+            matches = match_anchors(anchors, sub[0], sub[1], fg_iou, bg_iou, True, sub[2])
+            fg = matches.state == FOREGROUND  # (n, R)
+            positives[rows] = torch.zeros(len(rows), use.shape[1], dtype=torch.int64).scatter_add_(1, matches.gt_index, fg.long())
         out["labels"].append(targets.labels[use].numpy())
         out["areas"].append(box_area(targets.boxes)[use].numpy())
-        out["best_iou"].append(best[use].numpy())
+        out["best_iou"].append(best_anchor_iou(targets.boxes, cfg, levels, img_size)[use].numpy())
         out["positives"].append(positives[use].numpy())
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
     return AnchorFit(
         cat["labels"].astype(np.int64), cat["areas"].astype(np.float32),
         cat["best_iou"].astype(np.float32), cat["positives"].astype(np.int64),
     )
+
+
+def letterboxed_boxes(records: Sequence[ImageRecord], img_size: int) -> tuple[Tensor, Tensor]:
+    """GT of the records in network-input pixels, ignored boxes left out -> boxes ``(B, 4)``
+    float32 xyxy, labels ``(B,)`` int64 (no pixels are read)."""
+    boxes, labels = [torch.zeros(0, 4)], [torch.zeros(0, dtype=torch.int64)]
+    for start in range(0, len(records), 256):  # bounds the padding of the (N, G, 4) targets
+        targets = letterboxed_gt(records[start : start + 256], img_size)
+        use = targets.valid & ~targets.ignore
+        boxes.append(targets.boxes[use])
+        labels.append(targets.labels[use])
+    return torch.cat(boxes), torch.cat(labels)
+
+
+def coverage_summary(fit: AnchorFit, class_names: Sequence[str], fg_iou: float) -> dict:
+    """Share of GT boxes whose best anchor IoU reaches ``fg_iou`` overall, per class and per size
+    bucket, with the mean best IoU and the mean foreground anchors per box (over matched boxes)."""
+    hit = fit.best_iou >= fg_iou
+    counted = fit.positives >= 0
+    buckets = fit.buckets
+
+    def share(sel: np.ndarray) -> float | None:
+        return round(float(hit[sel].mean()), 4) if sel.any() else None
+
+    return {
+        "boxes": int(hit.size),
+        "coverage": share(np.ones_like(hit)),
+        "mean_best_iou": round(float(fit.best_iou.mean()), 4) if hit.size else None,
+        "mean_positives": round(float(fit.positives[counted].mean()), 2) if counted.any() else None,
+        "positives_boxes": int(counted.sum()),
+        "per_class": {name: share(fit.labels == k) for k, name in enumerate(class_names)},
+        "per_size": {name: share(buckets == b) for b, name in enumerate(BUCKETS)},
+    }
 
 
 def unmatched_table(fit: AnchorFit, class_names: Sequence[str], fg_iou: float) -> list[tuple[str, str, int, int]]:

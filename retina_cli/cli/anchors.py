@@ -1,0 +1,210 @@
+"""``retina anchors DATA``: how well the anchor settings cover a dataset's boxes, and better ones.
+
+Coverage is measured at the network input size: the share of GT boxes whose best anchor IoU
+reaches the matcher's foreground threshold, per class and COCO size bucket. The search is
+:func:`retina_cli.boxes.anchor_search.search_anchors`; ``retina train --anchors auto`` runs the
+same search (:func:`auto_anchors`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from retina_cli.cli.app import app, console
+from retina_cli.cli.options import parse_floats, parse_levels
+from retina_cli.config import AnchorConfig, LossConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from retina_cli.errors import ConfigError
+
+_D = AnchorConfig()
+
+
+def anchor_flags(cfg: AnchorConfig, levels: Sequence[int]) -> str:
+    """The ``retina train`` flags that give ``cfg`` (sizes always spelled out)."""
+
+    def join(values: Sequence[float]) -> str:
+        return ",".join(f"{v:g}" for v in values)
+
+    return (f"--anchor-sizes {join(cfg.sizes_for(tuple(levels)))} --anchor-ratios {join(cfg.ratios)} "
+            f"--anchor-scales {join(cfg.scales)}")
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.2f}"
+
+
+def _print_report(out: Console, before: dict, after: dict, class_names: Sequence[str], fg_iou: float,
+                  title: str) -> None:
+    table = Table(title=title)
+    for col in ("subset", "GT boxes", "covered before %", "covered after %"):
+        table.add_column(col, justify="left" if col == "subset" else "right")
+    table.add_row("all", str(before["boxes"]), _percent(before["coverage"]), _percent(after["coverage"]))
+    for name in class_names:
+        table.add_row(f"class {name}", str(before["class_boxes"][name]),
+                      _percent(before["per_class"][name]), _percent(after["per_class"][name]))
+    for name in before["per_size"]:
+        table.add_row(f"size {name}", str(before["size_boxes"][name]),
+                      _percent(before["per_size"][name]), _percent(after["per_size"][name]))
+    out.print(table)
+    out.print(f"covered: best anchor IoU >= {fg_iou}; mean best IoU {before['mean_best_iou']} -> {after['mean_best_iou']}; "
+              f"mean foreground anchors per box {before['mean_positives']} -> {after['mean_positives']} "
+              f"(matcher on {before['positives_boxes']} boxes)", highlight=False)
+
+
+def _summaries(records, class_names, before_cfg, after_cfg, levels, img_size, loss: LossConfig, matched_images: int):
+    import numpy as np
+
+    from retina_cli.data.anchor_fit import BUCKETS, anchor_fit, coverage_summary
+
+    out = []
+    for cfg in (before_cfg, after_cfg):
+        fit = anchor_fit(records, cfg, levels, img_size, loss.fg_iou, loss.bg_iou, matched_images=matched_images)
+        summary = coverage_summary(fit, class_names, loss.fg_iou)
+        summary["class_boxes"] = {n: int((fit.labels == k).sum()) for k, n in enumerate(class_names)}
+        summary["size_boxes"] = {n: int((fit.buckets == b).sum()) for b, n in enumerate(BUCKETS)}
+        summary["anchors"] = {k: v for k, v in to_dict(cfg).items() if k in ("sizes", "ratios", "scales")}
+        summary["anchors"]["sizes"] = list(cfg.sizes_for(tuple(levels)))
+        out.append((summary, np.asarray(fit.best_iou)))
+    return out
+
+
+def _plot(path: Path, before_iou, after_iou, fg_iou: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = [i / 40 for i in range(41)]
+    ax.hist(before_iou, bins=bins, alpha=0.6, label="before")
+    ax.hist(after_iou, bins=bins, alpha=0.6, label="after")
+    ax.axvline(fg_iou, color="k", linestyle="--", linewidth=1, label=f"fg IoU {fg_iou}")
+    ax.set_xlabel("best anchor IoU per GT box")
+    ax.set_ylabel("GT boxes")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+@app.command("anchors")
+def anchors(
+    data: str = typer.Argument(..., help="Dataset folder (YOLO, Pascal VOC, COCO JSON or CSV; detected automatically)."),
+    data_format: str = typer.Option("auto", "--format", help="auto, yolo, voc, coco or csv."),
+    split: str = typer.Option("train", "--split", help="train, val, test or all."),
+    val_fraction: float = typer.Option(TrainConfig().val_fraction, "--val-fraction", help="Validation share when the data has no split."),
+    img_size: int = typer.Option(640, "--img-size", help="Letterboxed square input size."),
+    fpn_levels: str = typer.Option("3-7", "--fpn-levels", help="Pyramid levels MIN-MAX."),
+    anchor_sizes: str = typer.Option("", "--anchor-sizes", help="Current base size per level (default 4 x stride)."),
+    anchor_ratios: str = typer.Option("0.5,1,2", "--anchor-ratios", help="Current height/width ratios."),
+    anchor_scales: str = typer.Option("1,1.2599,1.5874", "--anchor-scales", help="Current scales of the base size."),
+    fg_iou: float = typer.Option(LossConfig().fg_iou, "--fg-iou", help="Foreground IoU of the matcher (a box is covered at this IoU)."),
+    bg_iou: float = typer.Option(LossConfig().bg_iou, "--bg-iou", help="Background IoU of the matcher."),
+    num_ratios: int = typer.Option(0, "--num-ratios", help="Ratios to search (0: as many as now, so anchors per location stay the same)."),
+    num_scales: int = typer.Option(0, "--num-scales", help="Scales to search (0: as many as now)."),
+    generations: int = typer.Option(200, "--generations", help="Evolution steps of the search."),
+    max_boxes: int = typer.Option(1000, "--max-boxes", help="Boxes the evolution scores (a seeded sample); the final pick uses all."),
+    matched_images: int = typer.Option(32, "--matched-images", help="Images the full matcher runs on for foreground anchors per box (0: none)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the search and of the train/val split."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of best-IoU histograms before and after."),
+) -> None:
+    """Report how well the anchors cover the dataset's boxes (best anchor IoU >= --fg-iou, per class and
+    size), search sizes, ratios and scales that cover them better, and print the flags to train with."""
+    from retina_cli.boxes.anchor_search import search_anchors
+    from retina_cli.data import load_dataset
+    from retina_cli.data.anchor_fit import letterboxed_boxes
+
+    import torch
+
+    # small tensor ops on a machine that may be busy: one thread is several times faster here
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    lo, hi = parse_levels(fpn_levels)
+    levels = tuple(range(lo, hi + 1))
+    current = AnchorConfig(
+        sizes=parse_floats(anchor_sizes, "--anchor-sizes"),
+        ratios=parse_floats(anchor_ratios, "--anchor-ratios") or _D.ratios,
+        scales=parse_floats(anchor_scales, "--anchor-scales") or _D.scales,
+    )
+    current.sizes_for(levels)  # ConfigError when the sizes do not match the levels
+    loss = LossConfig(fg_iou=fg_iou, bg_iou=bg_iou)
+    ds = load_dataset(data, format=data_format, val_fraction=val_fraction, seed=seed)
+    if split != "all" and split not in ds.splits:
+        raise ConfigError(f"--split {split!r}: this dataset has {', '.join(ds.splits)} (or use all)")
+    records = ds.records(None if split == "all" else split)
+    boxes, _ = letterboxed_boxes(records, img_size)
+    if boxes.shape[0] == 0:
+        raise ConfigError(f"{data}: the {split} split has no boxes to fit anchors to")
+    t1 = time.perf_counter()
+    found = search_anchors(boxes, current, levels, img_size, fg_iou, num_ratios, num_scales, generations,
+                           max_boxes=max_boxes, seed=seed)
+    search_s = time.perf_counter() - t1
+    (before, before_iou), (after, after_iou) = _summaries(
+        records, ds.class_names, current, found, levels, img_size, loss, matched_images
+    )
+    flags = anchor_flags(found, levels)
+    if plot is not None:
+        _plot(plot, before_iou, after_iou, fg_iou)
+    total_s = time.perf_counter() - t0
+    if as_json:
+        payload: dict[str, Any] = {
+            "data": str(ds.root), "split": split, "img_size": img_size, "fpn_levels": [lo, hi], "fg_iou": fg_iou,
+            "before": before, "after": after, "changed": found != current, "flags": flags,
+            "search_seconds": round(search_s, 2), "seconds": round(total_s, 2),
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    out = console()
+    _print_report(out, before, after, ds.class_names, fg_iou,
+                  f"anchor coverage of {before['boxes']} GT boxes ({split}, {img_size}px input, P{lo}-P{hi})")
+    out.print(f"before: {anchor_flags(current, levels)}", highlight=False, soft_wrap=True)
+    if found == current:
+        out.print("no setting found covers these boxes better; keep the current anchors", highlight=False)
+    else:
+        out.print(f"after:  {flags}", highlight=False, soft_wrap=True)
+    out.print(f"search {search_s:.1f}s, total {total_s:.1f}s" + (f"; histogram {plot}" if plot else ""), highlight=False)
+
+
+def auto_anchors(model_cfg: ModelConfig, loss_cfg: LossConfig, train_cfg: TrainConfig, out: Console) -> ModelConfig:
+    """``retina train --anchors auto``: search anchors on the training split before the model is built.
+
+    Under torchrun rank 0 alone searches (the process group is joined here, earlier than training
+    would) and every rank takes its result, so all ranks build the same model whatever their
+    floating-point paths.
+    """
+    from retina_cli.boxes.anchor_search import best_anchor_iou, search_anchors
+    from retina_cli.data import load_dataset
+    from retina_cli.data.anchor_fit import letterboxed_boxes
+    from retina_cli.engine import distributed as dist_utils
+
+    dist = dist_utils.init_distributed(train_cfg.device)
+    found = None
+    if dist.is_main:
+        t0 = time.perf_counter()
+        ds = load_dataset(train_cfg.data, train_cfg.data_format, strict=train_cfg.strict,
+                          val_fraction=train_cfg.val_fraction, seed=train_cfg.seed)
+        records = ds.records("train")
+        levels, cfg = model_cfg.levels, model_cfg.anchors
+        boxes, _ = letterboxed_boxes(records, model_cfg.img_size)
+        anchors = search_anchors(boxes, cfg, levels, model_cfg.img_size, loss_cfg.fg_iou, seed=train_cfg.seed)
+        share = [best_anchor_iou(boxes, c, levels, model_cfg.img_size).numpy() for c in (cfg, anchors)]
+        covered = [f"{100 * float((b >= loss_cfg.fg_iou).mean()):.2f}%" if b.size else "-" for b in share]
+        mean = [f"{float(b.mean()):.3f}" if b.size else "-" for b in share]
+        out.print(
+            f"anchors auto: {int(boxes.shape[0])} train boxes covered at IoU >= {loss_cfg.fg_iou} {covered[0]} -> {covered[1]}, "
+            f"mean best IoU {mean[0]} -> {mean[1]} ({time.perf_counter() - t0:.1f}s)\n"
+            f"anchors auto: {anchor_flags(anchors, levels) if anchors != cfg else 'no better setting found; current anchors kept'}",
+            highlight=False, soft_wrap=True,
+        )
+        found = to_dict(anchors)
+    found = dist_utils.broadcast_object(found)
+    return replace(model_cfg, anchors=from_dict(AnchorConfig, found))
