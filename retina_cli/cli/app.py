@@ -47,6 +47,7 @@ def _register() -> None:
     from retina_cli.cli import predict, export  # noqa: F401
     from retina_cli.cli import convert  # noqa: F401
     from retina_cli.cli import viz, data  # noqa: F401
+    from retina_cli.cli import anchors  # noqa: F401
     from retina_cli.cli import train, eval, demo, checks  # noqa: F401
     from retina_cli.cli import analyze_loss  # noqa: F401
 

@@ -63,6 +63,7 @@ def train(
     anchor_sizes: str = typer.Option("", "--anchor-sizes", help="Base size per level, e.g. 32,64,128,256,512 (default 4 x stride)."),
     anchor_ratios: str = typer.Option("0.5,1,2", "--anchor-ratios", help="Height/width ratios."),
     anchor_scales: str = typer.Option("1,1.2599,1.5874", "--anchor-scales", help="Scales of the base size."),
+    anchors: str = typer.Option("manual", "--anchors", help="manual (the --anchor-* flags) or auto: search sizes, ratios and scales on the training split first (see `retina anchors`)."),
     # loss
     gamma: float = typer.Option(_L.gamma, "--gamma", help="Focal loss focusing parameter."),
     alpha: float = typer.Option(_L.alpha, "--alpha", help="Focal loss foreground weight (negative: off)."),
@@ -113,6 +114,14 @@ def train(
     params = apply_config_file(ctx, dict(ctx.params), config)
     params["data"] = data
     model_cfg, loss_cfg, post_cfg, train_cfg = build_configs(params)
+    if anchors not in ("manual", "auto"):
+        from retina_cli.errors import ConfigError
+
+        raise ConfigError(f"--anchors must be manual or auto, got {anchors!r}")
+    if anchors == "auto" and resume is None:
+        from retina_cli.cli.anchors import auto_anchors
+
+        model_cfg = auto_anchors(model_cfg, loss_cfg, train_cfg, out)
     trainer = prepare_training(
         model_cfg, loss_cfg, post_cfg, train_cfg, resume=str(resume) if resume else None, console=out,
         on_dataset=lambda ds: print_report(ds.report, out),
