@@ -23,8 +23,13 @@ _state = {"debug": False}
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console that drops colours when not a TTY or with NO_COLOR."""
-    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")))
+    """A rich console that drops colours when not a TTY or with NO_COLOR.
+
+    Not a TTY (a log file, a pipe), lines are not wrapped at 80 columns, so paths stay whole.
+    """
+    out = Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")))
+    out.soft_wrap = not out.is_terminal
+    return out
 
 
 def _version(value: bool) -> None:
@@ -49,6 +54,7 @@ def _register() -> None:
     from retina_cli.cli import viz, data  # noqa: F401
     from retina_cli.cli import anchors  # noqa: F401
     from retina_cli.cli import train, eval, demo, checks  # noqa: F401
+    from retina_cli.cli import bench  # noqa: F401
     from retina_cli.cli import analyze_loss  # noqa: F401
 
 

@@ -43,7 +43,13 @@ class TrainingModel(nn.Module):
 
     def forward(self, images: Tensor, targets: BatchTargets, normalizer: Tensor | None = None) -> dict[str, Tensor]:
         cls_out, box_out = self.model(self.normalize(images))
-        anchors = torch.cat(self.anchors(_feature_sizes(cls_out), images.device))
+        return self.loss(cls_out, box_out, targets, normalizer)
+
+    def loss(
+        self, cls_out: list[Tensor], box_out: list[Tensor], targets: BatchTargets, normalizer: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Raw per-level head outputs (see :meth:`RetinaNet.forward`) + targets -> loss dict."""
+        anchors = torch.cat(self.anchors(_feature_sizes(cls_out), cls_out[0].device))
         cls_logits, box_deltas = concat_levels(cls_out, box_out, self.model.cfg.num_classes)
         return retinanet_loss(
             cls_logits.float(), box_deltas.float(), anchors, targets.boxes, targets.labels, targets.valid,

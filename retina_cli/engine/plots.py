@@ -74,3 +74,26 @@ def plot_cumulative_loss(panels: dict[str, Sequence[tuple[str, np.ndarray, np.nd
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def plot_speed_accuracy(rows: Sequence[dict], path: Path, subtitle: str = "") -> None:
+    """ms per image against COCO AP, one labelled point per checkpoint (the paper's Figure 2).
+
+    rows: dicts with ``ms_per_image``, ``AP``, ``backbone``, ``img_size``; rows without AP are skipped.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for r in rows:
+        if r.get("AP") is None:
+            continue
+        ax.scatter(r["ms_per_image"], r["AP"], s=40)
+        ax.annotate(f"{r['backbone']} {r['img_size']}", (r["ms_per_image"], r["AP"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("inference time per image (ms)")
+    ax.set_ylabel("COCO AP (mAP@[.5:.95])")
+    ax.set_title("speed vs accuracy" + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.set_xlim(left=0)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,296 @@
+"""What `retina bench` times: our model (PyTorch, optionally channels-last / compiled / bf16), the
+same weights in torchvision's ``RetinaNet`` (``--compare torchvision``), and the exported graph in
+onnxruntime (fp32 or int8). Every subject is a list of named stages (see :mod:`.bench`).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from retina_cli.config import LossConfig, PostprocessConfig
+from retina_cli.data.batch import pad_targets
+from retina_cli.data.transforms import boxes_from_letterbox, letterbox
+from retina_cli.engine.bench import Subject
+from retina_cli.engine.detector import TrainingModel
+from retina_cli.engine.trainer import freeze_backbone_bn
+from retina_cli.errors import ConfigError
+from retina_cli.model.head import flatten_level
+from retina_cli.model.retinanet import RetinaNet
+from retina_cli.postprocess import Detections, postprocess, select_detections
+
+Target = tuple[np.ndarray, np.ndarray]  # boxes (G, 4) xyxy float32, labels (G,) int64
+
+
+def _letterboxed(images: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, list]:
+    """BGR images -> RGB ``(N, S, S, 3)`` uint8 canvases and their letterbox metas."""
+    boxed = [letterbox(im, size) for im in images]
+    return np.ascontiguousarray(np.stack([c for c, _ in boxed])[..., ::-1]), [m for _, m in boxed]
+
+
+def _to_original(dets: list[Detections], metas: list) -> list[Detections]:
+    return [d._replace(boxes=boxes_from_letterbox(d.boxes, m)) for d, m in zip(dets, metas)]
+
+
+def _sgd(params) -> torch.optim.Optimizer:
+    # torchvision's detection reference recipe
+    return torch.optim.SGD([p for p in params if p.requires_grad], lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+
+def retina_subject(
+    model: RetinaNet,
+    post_cfg: PostprocessConfig,
+    loss_cfg: LossConfig,
+    device: torch.device,
+    images: Sequence[np.ndarray],
+    targets: Sequence[Target] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = True,
+    compile: bool = False,
+    name: str = "retina",
+) -> Subject:
+    """Our model: inference ``preprocess`` (letterbox, to tensor, normalise) -> ``network`` ->
+    ``postprocess`` (anchors, top-k, decode, NMS, boxes back to image pixels); training (when
+    ``targets`` are given) ``forward`` -> ``loss`` -> ``backward`` -> ``optimizer`` (SGD, backbone
+    BatchNorm frozen) on a copy of the model, so inference keeps its weights."""
+    size = model.cfg.img_size
+    k = model.cfg.num_classes
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    infer = TrainingModel(copy.deepcopy(model), loss_cfg).to(device).eval()  # normalize + anchors live here
+    infer.model.to(memory_format=fmt)
+    net = infer.model
+    if compile:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True  # constant-fold BatchNorm into convs, pre-pack weights
+        net = torch.compile(net)
+    autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def preprocess(imgs):
+        batch, metas = _letterboxed(imgs, size)
+        x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float()  # (N, 3, S, S) 0..255
+        return infer.normalize(x).contiguous(memory_format=fmt), metas
+
+    @torch.inference_mode()
+    def network(inp):
+        x, metas = inp
+        with torch.autocast(**autocast):
+            return net(x), metas
+
+    @torch.inference_mode()
+    def post(inp):
+        (cls_out, box_out), metas = inp
+        anchors = infer.anchors([tuple(c.shape[-2:]) for c in cls_out], device)
+        dets = postprocess(
+            [flatten_level(c, k) for c in cls_out], [flatten_level(b, 4) for b in box_out], anchors,
+            (size, size), post_cfg, model.cfg.bbox_clip,
+        )
+        return _to_original(dets, metas)
+
+    stages = [("preprocess", preprocess), ("network", network), ("postprocess", post)]
+    note = ", ".join(s for s in (precision, "channels-last" if channels_last else "", "compiled" if compile else "") if s)
+    tolerance = (2.0, 0.02) if precision == "bf16" else (0.5, 1e-3)
+    if targets is None:
+        return Subject(name, stages, None, note, tolerance)
+
+    trainer = TrainingModel(copy.deepcopy(model), loss_cfg).to(device).train()
+    trainer.model.to(memory_format=fmt)
+    freeze_backbone_bn(trainer.model)
+    opt = _sgd(trainer.parameters())
+    x_train = torch.from_numpy(_letterboxed(images, size)[0]).to(device).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+    gt = pad_targets([torch.from_numpy(b) for b, _ in targets], [torch.from_numpy(lab) for _, lab in targets]).to(device)
+
+    def forward(_):
+        with torch.autocast(**autocast):
+            return trainer.model(trainer.normalize(x_train.float()))
+
+    def loss(outputs):
+        losses = trainer.loss(*outputs, gt)
+        return losses["loss"]
+
+    def backward(total):
+        total.backward()
+
+    def step(_):
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return Subject(name, stages, [("forward", forward), ("loss", loss), ("backward", backward), ("optimizer", step)], note, tolerance)
+
+
+def torchvision_pair(num_classes: int, size: int, post_cfg: PostprocessConfig, score_bias: float | None, seed: int = 0):
+    """torchvision's ``retinanet_resnet50_fpn`` layout (ResNet-50 with frozen BatchNorm, FPN P3-P7
+    with P6 from P5, 9 anchors) with seeded random weights, and the same weights converted into our
+    model. ``score_bias`` sets both heads' class bias (None keeps the prior's), which decides how
+    many candidates reach NMS. Returns (torchvision model, our model, our loss config)."""
+    from torchvision.models import resnet50
+    from torchvision.models.detection import RetinaNet as TVRetinaNet
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops import FrozenBatchNorm2d
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    from retina_cli.engine.convert import torchvision_to_retina
+
+    torch.manual_seed(seed)
+    body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    backbone = _resnet_fpn_extractor(body, 5, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
+    tv = TVRetinaNet(
+        backbone, num_classes, min_size=size, max_size=size, score_thresh=post_cfg.score_thresh,
+        nms_thresh=post_cfg.nms_thresh, detections_per_img=post_cfg.max_det, topk_candidates=post_cfg.topk,
+    )
+    with torch.no_grad():
+        for m in tv.backbone.body.modules():  # FrozenBatchNorm2d starts as identity: give it statistics
+            if isinstance(m, FrozenBatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        # random box deltas would be ~2 (boxes of e^2 times the anchor, clipped to the border):
+        # scaled down to a trained head's spread so that NMS sees overlapping, distinct boxes
+        tv.head.regression_head.bbox_reg.weight.mul_(0.1)
+        if score_bias is not None:
+            tv.head.classification_head.cls_logits.bias.fill_(score_bias)
+    ours, loss_cfg = torchvision_to_retina(tv.state_dict(), img_size=size)
+    return tv.eval(), ours, loss_cfg
+
+
+def torchvision_subject(
+    tv: nn.Module, device: torch.device, images: Sequence[np.ndarray], targets: Sequence[Target] | None = None,
+) -> Subject:
+    """torchvision's own forward, cut at the same places: ``preprocess`` (its transform: normalise,
+    resize, batch) -> ``network`` (backbone + head) -> ``postprocess`` (anchors, per-level top-k,
+    decode, NMS, boxes back to image pixels); training: its transform + network, ``compute_loss``,
+    backward, SGD."""
+    infer = copy.deepcopy(tv).to(device).eval()
+
+    def to_tensors(imgs):  # what torchvision's loaders hand the model: RGB float 0..1, (3, H, W)
+        return [torch.from_numpy(np.ascontiguousarray(im[..., ::-1])).to(device).permute(2, 0, 1).float() / 255.0 for im in imgs]
+
+    @torch.inference_mode()
+    def preprocess(imgs):
+        tensors = to_tensors(imgs)
+        image_list, _ = infer.transform(tensors)
+        return image_list, [tuple(t.shape[-2:]) for t in tensors]
+
+    @torch.inference_mode()
+    def network(inp):
+        image_list, sizes = inp
+        features = list(infer.backbone(image_list.tensors).values())
+        return image_list, sizes, features, infer.head(features)
+
+    @torch.inference_mode()
+    def post(inp):
+        image_list, sizes, features, head_outputs = inp
+        anchors = infer.anchor_generator(image_list, features)
+        per_level = [x.size(2) * x.size(3) for x in features]
+        hw = sum(per_level)
+        a = head_outputs["cls_logits"].size(1) // hw
+        split_points = [n * a for n in per_level]
+        split_head = {k: list(v.split(split_points, dim=1)) for k, v in head_outputs.items()}
+        split_anchors = [list(x.split(split_points)) for x in anchors]
+        dets = infer.postprocess_detections(split_head, split_anchors, image_list.image_sizes)
+        dets = infer.transform.postprocess(dets, image_list.image_sizes, sizes)
+        return [Detections(d["boxes"], d["scores"], d["labels"]) for d in dets]
+
+    stages = [("preprocess", preprocess), ("network", network), ("postprocess", post)]
+    if targets is None:
+        return Subject("torchvision", stages, None, "fp32, eager")
+
+    trainer = copy.deepcopy(tv).to(device).train()
+    opt = _sgd(trainer.parameters())
+    train_images = to_tensors(images)
+    train_targets = [
+        {"boxes": torch.from_numpy(b).to(device), "labels": torch.from_numpy(lab).to(device)} for b, lab in targets
+    ]
+
+    def forward(_):
+        image_list, tgts = trainer.transform(train_images, train_targets)
+        features = list(trainer.backbone(image_list.tensors).values())
+        return image_list, tgts, features, trainer.head(features)
+
+    def loss(inp):
+        image_list, tgts, features, head_outputs = inp
+        anchors = trainer.anchor_generator(image_list, features)
+        losses = trainer.compute_loss(tgts, head_outputs, anchors)
+        return sum(losses.values())
+
+    def backward(total):
+        total.backward()
+
+    def step(_):
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return Subject("torchvision", stages, [("forward", forward), ("loss", loss), ("backward", backward), ("optimizer", step)], "fp32, eager")
+
+
+def onnx_subject(
+    model: RetinaNet, post_cfg: PostprocessConfig, work_dir: Path, int8: bool = False,
+    calibration: Sequence[np.ndarray] = (),
+) -> Subject:
+    """The exported graph in onnxruntime (CPU): ``preprocess`` (letterbox) -> ``network`` (graph:
+    normalise, network, top-k, decode) -> ``postprocess`` (the shared NMS, boxes to image pixels).
+
+    int8: the graph quantised statically (QDQ, per-channel weights, activations calibrated on
+    ``calibration`` BGR images), the form onnxruntime runs with integer kernels.
+    """
+    from retina_cli.engine.checkpoint import save_checkpoint
+    from retina_cli.export.onnx import export_onnx
+    from retina_cli.export.runtime import OnnxBackend
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = work_dir / "bench.pt"
+    save_checkpoint(ckpt, model, post_cfg=post_cfg)
+    path = export_onnx(ckpt, work_dir / "bench.onnx")
+    size = model.cfg.img_size
+    if int8:
+        if not calibration:
+            raise ConfigError("int8 quantisation needs calibration images")
+        path = quantize_int8(path, [_letterboxed([im], size)[0] for im in calibration])
+    backend = OnnxBackend(path, "cpu")
+
+    def preprocess(imgs):
+        return _letterboxed(imgs, size)
+
+    def network(inp):
+        batch, metas = inp
+        return backend.candidates(batch), metas
+
+    def post(inp):
+        cand, metas = inp
+        return _to_original(select_detections(cand, (size, size), post_cfg), metas)
+
+    stages = [("preprocess", preprocess), ("network", network), ("postprocess", post)]
+    if int8:
+        return Subject("onnxruntime int8", stages, None, "int8 QDQ", tolerance=(4.0, 0.05))
+    return Subject("onnxruntime", stages, None, "fp32")
+
+
+def quantize_int8(path: Path, batches: Sequence[np.ndarray]) -> Path:
+    """Static int8 quantisation of an exported model (convolutions; the decoding tail stays fp32).
+
+    batches: letterboxed RGB ``(1, S, S, 3)`` uint8 arrays used to calibrate activation ranges.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"images": b.transpose(0, 3, 1, 2).astype(np.float32)} for b in batches])
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self.items, None)
+
+    prepped = path.with_name(path.stem + ".prep.onnx")
+    quant_pre_process(str(path), str(prepped), skip_symbolic_shape=True)
+    out = path.with_name(path.stem + ".int8.onnx")
+    quantize_static(
+        str(prepped), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
+    )
+    return out
