@@ -252,8 +252,7 @@ def _predict_images(sources: list[Source], predictor: Predictor, job: _Job, prog
         image = job.draw(frame, res)
         path = writers.unique_path(job.out_dir, Path(frame.source.spec).name, job.taken)
         with job.summary.timer("encode"):
-            if not cv2.imwrite(str(path), image):
-                raise ConfigError(f"{path}: could not write the annotated image")
+            writers.write_image(path, image)
         job.summary.media.append(path)
 
     def skipped(msg: str) -> None:

@@ -117,6 +117,14 @@ class VideoInfo:
     frames: int | None  # None when the container (or a live stream) does not say
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class VideoReader:
     """Frames of a video file or stream, in order, through OpenCV.
 
@@ -130,6 +138,9 @@ class VideoReader:
         target: str | int = int(source.spec) if source.spec.isdigit() else source.spec
         if source.kind == "video" and Path(source.spec).is_file() and Path(source.spec).stat().st_size == 0:
             raise SourceError(f"{source.spec}: empty video file (0 bytes); replace or remove it")
+        if isinstance(target, str) and not _utf8(target):
+            # OpenCV's binding crashes the process (SIGSEGV) on such a str instead of failing
+            raise SourceError(f"{source.spec!r}: the video's file name is not valid UTF-8; rename it to read it")
         self.cap = cv2.VideoCapture(target)
         if not self.cap.isOpened():
             raise SourceError(f"{source.spec}: cannot open this video or stream (missing, damaged or an unsupported codec)")

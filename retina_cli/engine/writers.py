@@ -51,7 +51,8 @@ def write_json(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    with path.open("w", newline="") as f:
+    # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was read from
+    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         out = csv.writer(f)
         out.writerow(CSV_HEADER)
         for r in rows:
@@ -66,6 +67,21 @@ def write_yolo_txt(path: Path, boxes: np.ndarray, labels: np.ndarray, width: int
     size = (boxes[:, 2:] - boxes[:, :2]) / wh
     table = np.concatenate([labels[:, None].astype(np.float64), centre, size], axis=1)
     path.write_text("".join(f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f}\n" for r in table.tolist()))
+
+
+def write_image(path: Path, bgr: np.ndarray) -> None:
+    """``(H, W, 3)`` uint8 BGR -> an image file in the format of ``path``'s suffix.
+
+    Encoded by OpenCV, written by Python: ``cv2.imwrite`` crashes the process on a file name that
+    is not valid UTF-8 (a source named so gives such an output name).
+    """
+    ok, data = cv2.imencode(path.suffix or ".jpg", bgr)
+    try:
+        if not ok:
+            raise OSError(f"OpenCV cannot encode {path.suffix or '.jpg'} images")
+        path.write_bytes(data.tobytes())
+    except OSError as exc:
+        raise ConfigError(f"{path}: could not write the annotated image ({exc})") from None
 
 
 class VideoWriter:

@@ -139,3 +139,21 @@ def test_resolve_sources(tmp_path):
         resolve_sources(str(tmp_path / "imgs" / "notes.txt"))
     with pytest.raises(SourceError, match="matches no image"):
         resolve_sources(str(tmp_path / "imgs" / "*.gif"))
+
+
+def test_non_utf8_and_spaced_names_predict_and_unreadable_video_name_is_an_error(tmp_path):
+    import os
+
+    ckpt, _ = make_checkpoint(tmp_path / "m.pt")
+    write_images(tmp_path / "imgs")
+    src = tmp_path / "imgs" / "a.png"
+    odd = Path(os.fsdecode(os.fsencode(str(tmp_path / "imgs")) + b"/caf\xe9 shot.png"))  # Latin-1 byte
+    odd.write_bytes(src.read_bytes())
+    summary = run_predict(ckpt, str(tmp_path / "imgs"), PredictConfig(out=str(tmp_path / "o"), device="cpu"))
+    assert summary.frames == 4 and not summary.skipped
+    written = {os.fsencode(p.name) for p in (tmp_path / "o").iterdir()}
+    assert b"caf\xe9 shot.png" in written  # the annotated copy keeps the odd name
+    video = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/clip\xe9.mp4"))
+    video.write_bytes(b"\x00" * 64)
+    with pytest.raises(SourceError, match="not valid UTF-8"):
+        run_predict(ckpt, str(video), PredictConfig(out=str(tmp_path / "v"), device="cpu"))
