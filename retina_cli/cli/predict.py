@@ -102,6 +102,7 @@ def predict(
     name: str = typer.Option("", "--name", help="Run folder name (default exp, exp2, ...)."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Reuse the run folder --name if it exists."),
     profile: bool = typer.Option(False, "--profile", help="Print where each frame's time goes (decode, pre-process, network, ...)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary: print only the paths written, one per line."),
 ) -> None:
     """Detect objects in images, folders and videos; writes annotated media, predictions.json and predictions.csv."""
     cfg = PredictConfig(
@@ -111,13 +112,16 @@ def predict(
     )
     err = console(stderr=True)
     is_main = int(os.environ.get("RANK", "0")) == 0
-    progress = RichProgress(enabled=is_main and err.is_terminal)
+    progress = RichProgress(enabled=is_main and err.is_terminal and not quiet)
 
     def warn(msg: str) -> None:
         err.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
 
     summary = run_predict(model, source, cfg, progress, warn)
-    if is_main:
+    if is_main and quiet:
+        written = [*summary.media, summary.out_dir / "predictions.json", summary.out_dir / "predictions.csv"]
+        typer.echo("\n".join(map(str, written + ([summary.out_dir / "labels"] if save_txt else []))))
+    elif is_main:
         print_summary(summary, summary.names, profile)
     if summary.interrupted:
         raise typer.Exit(130)

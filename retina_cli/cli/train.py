@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.console import Console
 
 from retina_cli.cli.app import app, console
 from retina_cli.cli.options import apply_config_file, parse_floats, parse_levels
@@ -104,13 +105,15 @@ def train(
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Reuse an existing run folder."),
     val_interval: int = typer.Option(_T.val_interval, "--val-interval", help="Validate every N epochs."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard (needs tensorboard)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No bars or tables: epoch lines go to stderr, stdout gets only the paths of best.pt and last.pt."),
 ) -> None:
     """Train RetinaNet on a folder of labels; writes last.pt, best.pt, metrics.csv and curves to the run folder."""
     from retina_cli.data.report import print_report
     from retina_cli.engine import distributed as dist_utils
     from retina_cli.engine.trainer import prepare_training
 
-    out = console()
+    # --quiet: a console that is not a terminal draws no progress bars; it writes to stderr
+    out = Console(stderr=True, force_terminal=False, soft_wrap=True) if quiet else console()
     params = apply_config_file(ctx, dict(ctx.params), config)
     params["data"] = data
     model_cfg, loss_cfg, post_cfg, train_cfg = build_configs(params)
@@ -124,10 +127,11 @@ def train(
         model_cfg = auto_anchors(model_cfg, loss_cfg, train_cfg, out)
     trainer = prepare_training(
         model_cfg, loss_cfg, post_cfg, train_cfg, resume=str(resume) if resume else None, console=out,
-        on_dataset=lambda ds: print_report(ds.report, out),
+        on_dataset=(lambda ds: _count_problems(ds, data, out)) if quiet else (lambda ds: print_report(ds.report, out)),
     )
     if trainer.dist.is_main:
         _write_args(trainer.run_dir, params)
+    if trainer.dist.is_main and not quiet:
         m = trainer.model.cfg
         out.print(
             f"training {m.backbone} P{m.min_level}-P{m.max_level} at {m.img_size}px on {len(trainer.train_loader.dataset)} "
@@ -140,7 +144,9 @@ def train(
         result = trainer.fit()
     finally:
         dist_utils.cleanup()
-    if trainer.dist.is_main:
+    if trainer.dist.is_main and quiet:
+        typer.echo(f"{result.run_dir / 'best.pt'}\n{result.run_dir / 'last.pt'}")
+    elif trainer.dist.is_main:
         out.print(
             f"done: best val mAP {max(result.best_ap, 0):.4f} (mAP50 {max(result.best_ap50, 0):.4f}); "
             f"weights {result.run_dir / 'best.pt'}, {result.run_dir / 'last.pt'}; metrics {result.run_dir / 'metrics.csv'}",
@@ -148,8 +154,14 @@ def train(
         )
 
 
+def _count_problems(ds: Any, data: str, out: Console) -> None:
+    if ds.report.problems:
+        out.print(f"warning: {len(ds.report.problems)} problems in the dataset; `retina data info {data}` lists them",
+                  highlight=False, soft_wrap=True)
+
+
 def _write_args(run_dir: Path, params: dict[str, Any]) -> None:
     import yaml
 
-    keep = {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items() if k not in ("config", "resume")}
+    keep = {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items() if k not in ("config", "resume", "quiet")}
     (run_dir / "args.yaml").write_text(yaml.safe_dump(keep, sort_keys=False))

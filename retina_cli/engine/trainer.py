@@ -236,7 +236,8 @@ class Trainer:
             TextColumn("loss {task.fields[loss]:.4f} (cls {task.fields[cls]:.4f} box {task.fields[box]:.4f})"),
             TextColumn("lr {task.fields[lr]:.2e}"), TextColumn("{task.fields[ips]:.1f} img/s"),
             TimeElapsedColumn(), TimeRemainingColumn(),
-            console=self.console, disable=not self.dist.is_main, transient=False,
+            # off where nobody watches it redraw (a log file, a pipe, --quiet): the epoch lines say it all
+            console=self.console, disable=not self.dist.is_main or not self.console.is_terminal, transient=False,
         )
 
     def fit(self) -> TrainResult:
