@@ -2,8 +2,8 @@
 time split into forward / loss / backward / optimizer, and peak memory of each, for one or more
 *subjects* (our model, torchvision's, an onnxruntime session) timed in the same run.
 
-Subjects take turns inside every repeat, so load that drifts on a shared machine slows them all
-alike and the ratios stay meaningful; each stage is reported as median, min and max over the
+Subjects take turns inside every repeat (in alternating order), so load that drifts on a shared
+machine slows them all alike and the ratios stay meaningful; each stage is reported as median, min and max over the
 repeats after warm-up.
 """
 
@@ -111,7 +111,9 @@ def time_subjects(
             run_stages(getattr(s, kind), inp, device)
     times: dict[str, dict[str, list[float]]] = {s.name: {} for s in active}
     for i in range(runs):
-        for s in active:
+        # the order flips every repeat: whoever runs first in a round (cold caches, a clock that
+        # has not ramped up) is not always the same subject
+        for s in active if i % 2 == 0 else active[::-1]:
             if progress:
                 progress(f"{kind} run {i + 1}/{runs}: {s.name}")
             run_stages(getattr(s, kind), inp, device, times[s.name])

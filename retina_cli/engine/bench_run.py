@@ -221,9 +221,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         _set_score_bias(heads, model, infer_images, opts, device)
 
     subjects: list[Subject] = []
-    if tv is not None:
-        subjects.append(subj.torchvision_subject(tv, device, infer_images, train_targets if opts.train else None))
     train_images = images[: opts.train_batch]
+    if tv is not None:
+        subjects.append(subj.torchvision_subject(tv, device, train_images, train_targets if opts.train else None))
     if "torch" in opts.backends:
         subjects.append(subj.retina_subject(
             model, post_cfg, loss_cfg, device, train_images, train_targets if opts.train else None,

@@ -98,6 +98,8 @@ def retina_subject(
     if targets is None:
         return Subject(name, stages, None, note, tolerance)
 
+    if len(images) != len(targets):
+        raise ValueError(f"{len(images)} training images for {len(targets)} targets")
     trainer = TrainingModel(copy.deepcopy(model), loss_cfg).to(device).train()
     trainer.model.to(memory_format=fmt)
     freeze_backbone_bn(trainer.model)
@@ -201,6 +203,8 @@ def torchvision_subject(
     if targets is None:
         return Subject("torchvision", stages, None, "fp32, eager")
 
+    if len(images) != len(targets):
+        raise ValueError(f"{len(images)} training images for {len(targets)} targets")
     trainer = copy.deepcopy(tv).to(device).train()
     opt = _sgd(trainer.parameters())
     train_images = to_tensors(images)
