@@ -87,6 +87,7 @@ def train(
     schedule: str = typer.Option(_T.schedule, "--schedule", help="cosine, step or constant."),
     grad_clip: float = typer.Option(_T.grad_clip, "--grad-clip", help="Max gradient norm (0: off)."),
     freeze_bn: bool = typer.Option(_T.freeze_bn, "--freeze-bn/--no-freeze-bn", help="Freeze backbone BatchNorm."),
+    channels_last: bool = typer.Option(_T.channels_last, "--channels-last/--no-channels-last", help="NHWC weights and batches (faster convolutions on CPU and with AMP)."),
     freeze_backbone: bool = typer.Option(_T.freeze_backbone, "--freeze-backbone", help="Train only FPN and head."),
     amp: bool = typer.Option(_T.amp, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),
     ema: bool = typer.Option(_T.ema, "--ema", help="Keep an exponential moving average of the weights."),

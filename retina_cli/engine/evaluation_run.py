@@ -58,7 +58,7 @@ def run_evaluation(
         raise DataError(f"{data}: no images in split {split!r} (splits: {', '.join(k for k, v in dataset.splits.items() if v)})")
     records = align_classes(dataset.splits[split], dataset.class_names, model_cfg.class_names, data)
     dev = select_device(device)
-    infer = InferenceModel(model.to(dev), post_cfg).eval()
+    infer = InferenceModel(model.to(dev).to(memory_format=torch.channels_last), post_cfg).eval()
     loader = make_loader(records, model_cfg.img_size, batch_size, train=False, workers=workers)
     autocast = torch.bfloat16 if precision == "bf16" else None
     if console is not None:

@@ -94,7 +94,10 @@ class TorchBackend:
         self.post_cfg = post_cfg
         self.device = device
         self.precision = precision
+        # NHWC weights: oneDNN/cuDNN run convolutions without layout reorders (the letterboxed
+        # NHWC batch permuted to NCHW already has channels-last strides)
         self.det = DecodingDetector(model, post_cfg.topk).to(device).eval()
+        self.det.model.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def candidates(self, batch: np.ndarray) -> Candidates:

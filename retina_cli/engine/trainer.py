@@ -115,6 +115,8 @@ class Trainer:
         resume: dict[str, Any] | None = None,
     ) -> None:
         self.model = model.to(device)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model.to(memory_format=self.memory_format)
         self.loss_cfg, self.post_cfg, self.cfg = loss_cfg, post_cfg, cfg
         self.dataset = dataset
         self.run_dir = run_dir
@@ -278,7 +280,7 @@ class Trainer:
             task = progress.add_task("train", total=self.iters_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}",
                                      loss=0.0, cls=0.0, box=0.0, lr=self.optimizer.param_groups[0]["lr"], ips=0.0)
             for images, targets, _metas in self.train_loader:
-                images = images.to(self.device, non_blocking=True).float()
+                images = images.to(self.device, non_blocking=True).float().contiguous(memory_format=self.memory_format)
                 targets = targets.to(self.device)
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                     out = self.train_model(images, targets)
