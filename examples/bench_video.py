@@ -38,7 +38,7 @@ def make_video(path: Path, frames: int, width: int = 640, height: int = 480) -> 
     return path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--backbones", default="tf_efficientnet_lite0,resnet50")
@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--img-size", type=int, default=640)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="retina-bench-"))

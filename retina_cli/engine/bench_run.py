@@ -91,7 +91,8 @@ class BenchReport:
                     "inference": _ratio(r.inference, ref.inference),
                     "network": _ratio(r.inference, ref.inference, "network"),
                     "train": _ratio(r.train, ref.train),
-                    "train_memory": (r.memory_mb.get("train", 0) / ref.memory_mb["train"]) if ref.memory_mb.get("train") else None,
+                    "train_memory": (r.memory_mb["train"] / ref.memory_mb["train"])
+                    if "train" in r.memory_mb and ref.memory_mb.get("train") else None,
                 }
         return {
             "options": self.options,
