@@ -245,6 +245,7 @@ def onnx_subject(
     """
     from retina_cli.engine.checkpoint import save_checkpoint
     from retina_cli.export.onnx import export_onnx
+    from retina_cli.export.quantize import quantize_int8
     from retina_cli.export.runtime import OnnxBackend
 
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -273,28 +274,3 @@ def onnx_subject(
     if int8:
         return Subject("onnxruntime int8", stages, None, "int8 QDQ", tolerance=(4.0, 0.05))
     return Subject("onnxruntime", stages, None, "fp32")
-
-
-def quantize_int8(path: Path, batches: Sequence[np.ndarray]) -> Path:
-    """Static int8 quantisation of an exported model (convolutions; the decoding tail stays fp32).
-
-    batches: letterboxed RGB ``(1, S, S, 3)`` uint8 arrays used to calibrate activation ranges.
-    """
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{"images": b.transpose(0, 3, 1, 2).astype(np.float32)} for b in batches])
-
-        def get_next(self) -> dict[str, Any] | None:
-            return next(self.items, None)
-
-    prepped = path.with_name(path.stem + ".prep.onnx")
-    quant_pre_process(str(path), str(prepped), skip_symbolic_shape=True)
-    out = path.with_name(path.stem + ".int8.onnx")
-    quantize_static(
-        str(prepped), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
-    )
-    return out

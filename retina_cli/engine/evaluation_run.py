@@ -45,8 +45,17 @@ def run_evaluation(
 
     if precision not in ("fp32", "bf16"):
         raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
-    model, ckpt = model_from_checkpoint(checkpoint)
-    model_cfg, _, post_cfg = configs_from_checkpoint(ckpt)
+    dev = select_device(device)
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        if precision != "fp32":
+            raise ConfigError(f"{checkpoint}: --precision {precision} is for checkpoints; an ONNX model runs as exported")
+        from retina_cli.export.runtime import OnnxBackend
+
+        backend = OnnxBackend(checkpoint, "cpu" if dev.type == "cpu" else "auto")
+        model, model_cfg, post_cfg = None, backend.model_cfg, backend.post_cfg
+    else:
+        model, ckpt = model_from_checkpoint(checkpoint)
+        model_cfg, _, post_cfg = configs_from_checkpoint(ckpt)
     post_cfg = replace(
         post_cfg,
         score_thresh=post_cfg.score_thresh if conf is None else conf,
@@ -57,8 +66,12 @@ def run_evaluation(
     if split not in dataset.splits or not dataset.splits[split]:
         raise DataError(f"{data}: no images in split {split!r} (splits: {', '.join(k for k, v in dataset.splits.items() if v)})")
     records = align_classes(dataset.splits[split], dataset.class_names, model_cfg.class_names, data)
-    dev = select_device(device)
-    infer = InferenceModel(model.to(dev).to(memory_format=torch.channels_last), post_cfg).eval()
+    if model is None:
+        from retina_cli.export.runtime import OnnxDetector
+
+        infer, dev = OnnxDetector(backend, post_cfg), torch.device("cpu")  # inputs go to onnxruntime from the CPU
+    else:
+        infer = InferenceModel(model.to(dev).to(memory_format=torch.channels_last), post_cfg).eval()
     loader = make_loader(records, model_cfg.img_size, batch_size, train=False, workers=workers)
     autocast = torch.bfloat16 if precision == "bf16" else None
     if console is not None:

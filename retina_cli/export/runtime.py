@@ -57,3 +57,19 @@ class OnnxBackend:
         images = batch.transpose(0, 3, 1, 2).astype(np.float32)  # (N, 3, S, S) 0..255
         scores, labels, boxes = self.session.run(["scores", "labels", "boxes"], {"images": images})
         return Candidates(torch.from_numpy(scores), torch.from_numpy(labels), torch.from_numpy(boxes))
+
+
+class OnnxDetector:
+    """An exported model used like :class:`~retina_cli.engine.detector.InferenceModel`: images
+    0..255 ``(N, 3, S, S)`` (any dtype) -> one Detections per image in network-input pixels."""
+
+    def __init__(self, backend: OnnxBackend, post_cfg: PostprocessConfig) -> None:
+        self.backend = backend
+        self.post_cfg = post_cfg
+
+    def __call__(self, images: torch.Tensor) -> list:
+        from retina_cli.postprocess import select_detections
+
+        batch = images.detach().round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (N, S, S, 3)
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        return select_detections(self.backend.candidates(np.ascontiguousarray(batch)), size, self.post_cfg)
