@@ -55,4 +55,5 @@ def eval_cmd(
     for cls_name, v in res.per_class.items():
         per.add_row(cls_name, f"{int(v['num_gt'])}", f"{v['AP']:.4f}", f"{v['AP50']:.4f}")
     out.print(per)
-    out.print(f"results in {run_dir}: metrics.json, detections.json, pr_curves.png", highlight=False)
+    written = [n for n in ("metrics.json", "detections.json", "pr_curves.png") if (run_dir / n).is_file()]
+    out.print(f"results in {run_dir}: {', '.join(written)}", highlight=False)

@@ -422,15 +422,6 @@ def prepare_training(
             f"{cfg.data}: classes {list(dataset.class_names)} differ from the checkpoint's {list(model_cfg.class_names)}"
         )
 
-    if ckpt is not None:
-        run_dir = Path(resume).resolve().parent
-    else:
-        run_dir = None
-        if dist.is_main:
-            run_dir = next_run_dir(Path(cfg.project), cfg.name or None, exist_ok=cfg.exist_ok)
-            check_writable(run_dir)
-        run_dir = Path(dist_utils.broadcast_object(str(run_dir) if run_dir else None))
-
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = RetinaNet(model_cfg, pretrained=cfg.pretrained and ckpt is None)
     if cfg.backbone_weights and ckpt is None:
@@ -439,6 +430,16 @@ def prepare_training(
         report = load_retinanet_backbone_weights(model, cfg.backbone_weights)
         if dist.is_main:
             console.print(report.summary(), highlight=False)
+    # the run folder comes after everything that can refuse the configuration (backbone name,
+    # levels, weights file), so a refused run leaves no empty exp folder behind
+    if ckpt is not None:
+        run_dir = Path(resume).resolve().parent
+    else:
+        run_dir = None
+        if dist.is_main:
+            run_dir = next_run_dir(Path(cfg.project), cfg.name or None, exist_ok=cfg.exist_ok)
+            check_writable(run_dir)
+        run_dir = Path(dist_utils.broadcast_object(str(run_dir) if run_dir else None))
     seed_everything(cfg.seed + dist.rank)
     if dist.is_main and ckpt is None:
         _write_resolved_config(run_dir, model_cfg, loss_cfg, post_cfg, cfg)

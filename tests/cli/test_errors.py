@@ -39,6 +39,16 @@ def test_unknown_backbone_suggests_close_names(data, tmp_path):
     assert not list(tmp_path.iterdir())  # found before a run folder was made
 
 
+def test_a_refused_weights_file_leaves_no_run_folder(data, tmp_path):
+    # the model is built and its weights loaded before the run folder is made
+    bogus = tmp_path / "weights.pth"
+    bogus.write_text("not weights")
+    project = tmp_path / "runs"
+    _one_line_error(_retina("train", str(data), "--backbone", "resnet18", "--backbone-weights", str(bogus),
+                            "--project", str(project)), str(bogus))
+    assert not project.exists() or not list(project.iterdir())
+
+
 def test_a_file_that_is_not_a_checkpoint(data, tmp_path):
     bogus = tmp_path / "model.pt"
     bogus.write_text("hello")
