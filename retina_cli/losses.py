@@ -24,9 +24,12 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, gamma: float = 2.0, alph
     if gamma == 0:
         loss = ce
     else:
-        p = torch.sigmoid(logits)
-        p_t = p * targets + (1 - p) * (1 - targets)
-        loss = ce * (1 - p_t) ** gamma
+        # 1 - p_t straight from the logits: sigmoid(-x) where the target is 1, sigmoid(x) where it
+        # is 0. Computed as 1 - p_t it rounds to exactly 0 once |x| > ~17, and for gamma < 1 the
+        # gradient of 0 ** gamma is infinite (NaN losses at gamma 0.5, seen on BCCD); the clamp
+        # keeps the base positive where even sigmoid underflows (|x| > ~88)
+        one_minus_p_t = torch.sigmoid(torch.where(targets > 0.5, -logits, logits))
+        loss = ce * one_minus_p_t.clamp(min=torch.finfo(one_minus_p_t.dtype).tiny) ** gamma
     if alpha >= 0:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
     return loss

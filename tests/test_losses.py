@@ -25,6 +25,21 @@ def test_focal_equals_torchvision(gamma, alpha):
     torch.testing.assert_close(sigmoid_focal_loss(logits, targets, gamma, alpha), expected, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 5.0])
+def test_focal_gradients_stay_finite_on_saturated_logits(gamma):
+    # |x| > ~17 makes 1 - sigmoid round to 0: torchvision's (1 - p_t) ** gamma then has an
+    # infinite gradient for gamma < 1 (NaN training at gamma 0.5); ours must not
+    logits = torch.tensor([-100.0, -30.0, -17.0, -1.0, 0.0, 1.0, 17.0, 30.0, 100.0]).repeat(2).requires_grad_()
+    targets = torch.cat([torch.zeros(9), torch.ones(9)])
+    loss = sigmoid_focal_loss(logits, targets, gamma=gamma, alpha=0.25)
+    loss.sum().backward()
+    assert torch.isfinite(loss).all() and torch.isfinite(logits.grad).all()
+    # confident and right: no loss and no gradient to speak of; confident and wrong: a big loss
+    assert loss[0] < 1e-6 and loss[-1] < 1e-6 and loss[8] > 50 and loss[9] > 20  # alpha: 0.75 x 100, 0.25 x 100
+    expected = tv_focal(logits.detach()[3:6], targets[3:6], alpha=0.25, gamma=gamma, reduction="none")
+    torch.testing.assert_close(loss.detach()[3:6], expected)
+
+
 def test_focal_is_bce_at_gamma_0_without_alpha():
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(100, generator=gen) * 4
