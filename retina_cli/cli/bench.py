@@ -116,7 +116,7 @@ def bench(
 
     opts = BenchOptions(
         checkpoints=tuple(str(c) for c in checkpoints or ()), backbone=backbone,
-        img_size=img_size or 640, levels=parse_levels(fpn_levels), num_classes=num_classes,
+        img_size=img_size, levels=parse_levels(fpn_levels), num_classes=num_classes,
         fpn_channels=fpn_channels, head_depth=head_depth, head_width=head_width, head_norm=head_norm,
         anchors=AnchorConfig(
             sizes=parse_floats(anchor_sizes, "--anchor-sizes"),

@@ -29,7 +29,7 @@ class BenchOptions:
 
     checkpoints: tuple[str, ...] = ()
     backbone: str = "resnet50"
-    img_size: int = 640
+    img_size: int | None = None  # None: 640, or a checkpoint's own size
     levels: tuple[int, int] = (3, 7)
     num_classes: int = 3
     fpn_channels: int = 256
@@ -146,7 +146,7 @@ def _model_from_options(opts: BenchOptions) -> tuple[Any, LossConfig, Postproces
     cfg = ModelConfig(
         num_classes=opts.num_classes, backbone=opts.backbone, min_level=opts.levels[0], max_level=opts.levels[1],
         fpn_channels=opts.fpn_channels, head_depth=opts.head_depth, head_width=opts.head_width,
-        head_norm=opts.head_norm, anchors=opts.anchors, img_size=opts.img_size,
+        head_norm=opts.head_norm, anchors=opts.anchors, img_size=opts.img_size or 640,
     )
     return RetinaNet(cfg).eval(), LossConfig(), opts.post
 
@@ -205,11 +205,11 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
 
         model, ckpt = model_from_checkpoint(opts.checkpoints[0])
         _, loss_cfg, post_cfg = configs_from_checkpoint(ckpt)
-        if opts.img_size != model.cfg.img_size:
+        if opts.img_size and opts.img_size != model.cfg.img_size:
             model.cfg = replace(model.cfg, img_size=opts.img_size)
         tv = None
     elif opts.compare == "torchvision":
-        tv, model, loss_cfg = subj.torchvision_pair(opts.num_classes, opts.img_size, opts.post, None, opts.seed)
+        tv, model, loss_cfg = subj.torchvision_pair(opts.num_classes, opts.img_size or 640, opts.post, None, opts.seed)
         post_cfg = opts.post
     else:
         model, loss_cfg, post_cfg = _model_from_options(opts)

@@ -62,3 +62,13 @@ def test_bench_speed_accuracy_mode(tmp_path):
     rows = json.loads(res.stdout)["speed_accuracy"]
     assert [r["checkpoint"] for r in rows] == [str(a), str(b)]
     assert all(0 <= r["AP"] <= 1 for r in rows) and (tmp_path / "sa.png").is_file()
+
+
+def test_bench_of_a_checkpoint_keeps_its_image_size(tmp_path):
+    ckpt, _ = make_checkpoint(tmp_path / "m.pt")  # img_size 128
+    res = runner.invoke(app, ["bench", str(ckpt), "--runs", "1", "--warmup", "0", "--no-train", "--no-memory", "--json"], env=ENV)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["options"]["img_size"] == 128
+    res = runner.invoke(app, ["bench", str(ckpt), "--img-size", "256", "--runs", "1", "--warmup", "0", "--no-train",
+                              "--no-memory", "--json"], env=ENV)
+    assert json.loads(res.stdout)["options"]["img_size"] == 256
