@@ -130,6 +130,8 @@ def bench(
         memory=memory, score_bias=score_bias, seed=seed,
     )
     con = console(stderr=json_out)
+    if not con.is_terminal:
+        con.width = max(con.width, 150)  # a log file keeps whole subject names and columns
     if data or len(opts.checkpoints) > 1:
         from retina_cli.engine.bench_run import speed_accuracy
 
