@@ -31,6 +31,9 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 def draw_scene(rng: np.random.Generator, h: int, w: int, max_objects: int = 4,
                min_size: int = 20, max_size: int = 90) -> tuple[np.ndarray, list[Shape]]:
     """One image with 1..max_objects non-overlapping shapes -> ((h, w, 3) uint8 RGB, shapes)."""
+    # shapes never larger than the image (bounds unchanged otherwise, so seeded data stays the same)
+    max_size = min(max_size, min(h, w) - 1)
+    min_size = min(min_size, max_size)
     img = _background(rng, h, w)
     shapes: list[Shape] = []
     for _ in range(int(rng.integers(1, max_objects + 1)) * 4):
