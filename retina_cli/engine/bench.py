@@ -200,7 +200,3 @@ def bench_images(size: int, batch: int, seed: int = 0) -> tuple[list[np.ndarray]
             np.array([s.label for s in shapes], dtype=np.int64),
         ))
     return images, targets
-
-
-def format_ratio(ours: float, ref: float) -> str:
-    return f"{ours / ref:.2f}" if ref > 0 else "-"

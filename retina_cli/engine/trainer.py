@@ -228,9 +228,7 @@ class Trainer:
             infer, self.val_loader, self.val_records, self.model.cfg.class_names, self.device,
             self.amp_dtype if self.use_amp else None,
         )
-        net.train(was_training)
-        if self.cfg.freeze_bn or self.cfg.freeze_backbone:
-            freeze_backbone_bn(self.model)
+        net.train(was_training)  # frozen BatchNorm ignores train(): nothing to re-freeze
         return result
 
     # ---------------------------------------------------------------- training
@@ -268,9 +266,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
-        self.train_model.train()
-        if cfg.freeze_bn or cfg.freeze_backbone:
-            freeze_backbone_bn(self.model)
+        self.train_model.train()  # frozen BatchNorm (see __init__) stays frozen in train mode
         # order and augmentation are functions of (seed, epoch) alone, so a resumed run sees the same data
         self.train_loader.sampler.set_epoch(epoch)
         sums = torch.zeros(4, dtype=torch.float64)  # loss, cls, box, images

@@ -93,3 +93,17 @@ def test_non_finite_loss_is_skipped_then_stops(tiny_yolo, tmp_path, monkeypatch)
     # no optimizer step was taken: every parameter is as it was (BN running stats may move in forward)
     after = dict(trainer.model.named_parameters())
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_frozen_backbone_batchnorm_stays_frozen_in_train_mode():
+    from helpers import make_model
+    from retina_cli.engine.trainer import freeze_backbone_bn
+
+    model = make_model()
+    freeze_backbone_bn(model)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    model.train()  # what every epoch does: no re-freeze needed
+    model(torch.randn(2, 3, 128, 128) * 3 + 1)
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running statistics untouched
+    assert not any(p.requires_grad for n, p in model.backbone.named_parameters() if "bn" in n)
