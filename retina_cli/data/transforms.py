@@ -10,6 +10,7 @@ resized by ``scale`` (long side to ``size``) and **centred** on a ``size x size`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -95,6 +96,16 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, LetterboxMeta]:
     h, w = image.shape[:2]
     meta = letterbox_meta(w, h, size)
     return place(image, size, meta.scale, int(meta.pad_x), int(meta.pad_y)), meta
+
+
+def letterbox_batch(images_bgr: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, list[LetterboxMeta]]:
+    """BGR ``(H_i, W_i, 3)`` uint8 images -> RGB ``(N, size, size, 3)`` uint8 batch and the metas.
+
+    BGR -> RGB on the small canvases: the resize works per channel, so this equals letterboxing
+    the RGB image.
+    """
+    boxed = [letterbox(im, size) for im in images_bgr]
+    return np.ascontiguousarray(np.stack([c for c, _ in boxed])[..., ::-1]), [m for _, m in boxed]
 
 
 def _offset(boxes: np.ndarray | Tensor, meta: LetterboxMeta) -> np.ndarray | Tensor:

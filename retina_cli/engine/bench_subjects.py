@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from retina_cli.config import LossConfig, PostprocessConfig
 from retina_cli.data.batch import pad_targets
-from retina_cli.data.transforms import boxes_from_letterbox, letterbox
+from retina_cli.data.transforms import boxes_from_letterbox, letterbox_batch
 from retina_cli.engine.bench import Subject
 from retina_cli.engine.detector import TrainingModel
 from retina_cli.engine.trainer import freeze_backbone_bn
@@ -25,12 +25,6 @@ from retina_cli.model.retinanet import RetinaNet
 from retina_cli.postprocess import Detections, postprocess, select_detections
 
 Target = tuple[np.ndarray, np.ndarray]  # boxes (G, 4) xyxy float32, labels (G,) int64
-
-
-def _letterboxed(images: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, list]:
-    """BGR images -> RGB ``(N, S, S, 3)`` uint8 canvases and their letterbox metas."""
-    boxed = [letterbox(im, size) for im in images]
-    return np.ascontiguousarray(np.stack([c for c, _ in boxed])[..., ::-1]), [m for _, m in boxed]
 
 
 def _to_original(dets: list[Detections], metas: list) -> list[Detections]:
@@ -72,7 +66,7 @@ def retina_subject(
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def preprocess(imgs):
-        batch, metas = _letterboxed(imgs, size)
+        batch, metas = letterbox_batch(imgs, size)
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float()  # (N, 3, S, S) 0..255
         return infer.normalize(x).contiguous(memory_format=fmt), metas
 
@@ -104,7 +98,7 @@ def retina_subject(
     trainer.model.to(memory_format=fmt)
     freeze_backbone_bn(trainer.model)
     opt = _sgd(trainer.parameters())
-    x_train = torch.from_numpy(_letterboxed(images, size)[0]).to(device).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+    x_train = torch.from_numpy(letterbox_batch(images, size)[0]).to(device).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
     gt = pad_targets([torch.from_numpy(b) for b, _ in targets], [torch.from_numpy(lab) for _, lab in targets]).to(device)
 
     def forward(_):
@@ -256,11 +250,11 @@ def onnx_subject(
     if int8:
         if not calibration:
             raise ConfigError("int8 quantisation needs calibration images")
-        path = quantize_int8(path, [_letterboxed([im], size)[0] for im in calibration])
+        path = quantize_int8(path, [letterbox_batch([im], size)[0] for im in calibration])
     backend = OnnxBackend(path, "cpu")
 
     def preprocess(imgs):
-        return _letterboxed(imgs, size)
+        return letterbox_batch(imgs, size)
 
     def network(inp):
         batch, metas = inp

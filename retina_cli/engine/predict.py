@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from retina_cli.config import ModelConfig, PostprocessConfig
-from retina_cli.data.transforms import boxes_from_letterbox, letterbox
+from retina_cli.data.transforms import boxes_from_letterbox, letterbox_batch
 from retina_cli.engine import writers
 from retina_cli.data.draw import draw_boxes
 from retina_cli.engine.sources import Frame, Source, SourceError, VideoReader, iter_images, resolve_sources
@@ -173,10 +173,7 @@ class Predictor:
     def __call__(self, images: Sequence[np.ndarray]) -> list[FrameResult]:
         """images: ``(H_i, W_i, 3)`` uint8 BGR."""
         with self.timer("preprocess"):
-            boxed = [letterbox(im, self.size) for im in images]
-            # BGR -> RGB on the small canvases: the resize works per channel, so this equals
-            # letterboxing the RGB image
-            batch = np.ascontiguousarray(np.stack([c for c, _ in boxed])[..., ::-1])  # (N, S, S, 3)
+            batch, metas = letterbox_batch(images, self.size)  # (N, S, S, 3) RGB
         with self.timer("network"):
             cand = self.backend.candidates(batch)
         with self.timer("postprocess"):
@@ -185,7 +182,7 @@ class Predictor:
                 cand = cand._replace(scores=torch.where(keep, cand.scores, torch.zeros_like(cand.scores)))
             dets = select_detections(cand, (self.size, self.size), self.post_cfg)
             out = []
-            for det, (_, meta) in zip(dets, boxed):
+            for det, meta in zip(dets, metas):
                 boxes = boxes_from_letterbox(det.boxes.float().cpu(), meta)
                 out.append(FrameResult(boxes.numpy(), det.scores.float().cpu().numpy(), det.labels.cpu().numpy()))
         return out
