@@ -7,22 +7,21 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from retina_cli.config import LossConfig, PostprocessConfig
 from retina_cli.data.batch import pad_targets
 from retina_cli.data.transforms import boxes_from_letterbox, letterbox_batch
 from retina_cli.engine.bench import Subject
-from retina_cli.engine.detector import TrainingModel
+from retina_cli.engine.detector import InferenceModel, TrainingModel
 from retina_cli.engine.trainer import freeze_backbone_bn
 from retina_cli.errors import ConfigError
-from retina_cli.model.head import flatten_level
 from retina_cli.model.retinanet import RetinaNet
-from retina_cli.postprocess import Detections, postprocess, select_detections
+from retina_cli.postprocess import Detections, select_detections
 
 Target = tuple[np.ndarray, np.ndarray]  # boxes (G, 4) xyxy float32, labels (G,) int64
 
@@ -53,9 +52,8 @@ def retina_subject(
     ``targets`` are given) ``forward`` -> ``loss`` -> ``backward`` -> ``optimizer`` (SGD, backbone
     BatchNorm frozen) on a copy of the model, so inference keeps its weights."""
     size = model.cfg.img_size
-    k = model.cfg.num_classes
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    infer = TrainingModel(copy.deepcopy(model), loss_cfg).to(device).eval()  # normalize + anchors live here
+    infer = InferenceModel(copy.deepcopy(model), post_cfg).to(device).eval()
     infer.model.to(memory_format=fmt)
     net = infer.model
     if compile:
@@ -79,12 +77,7 @@ def retina_subject(
     @torch.inference_mode()
     def post(inp):
         (cls_out, box_out), metas = inp
-        anchors = infer.anchors([tuple(c.shape[-2:]) for c in cls_out], device)
-        dets = postprocess(
-            [flatten_level(c, k) for c in cls_out], [flatten_level(b, 4) for b in box_out], anchors,
-            (size, size), post_cfg, model.cfg.bbox_clip,
-        )
-        return _to_original(dets, metas)
+        return _to_original(infer.detections(cls_out, box_out, (size, size)), metas)
 
     stages = [("preprocess", preprocess), ("network", network), ("postprocess", post)]
     note = ", ".join(s for s in (precision, "channels-last" if channels_last else "", "compiled" if compile else "") if s)

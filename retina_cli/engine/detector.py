@@ -70,9 +70,14 @@ class InferenceModel(nn.Module):
     @torch.inference_mode()
     def forward(self, images: Tensor) -> list[Detections]:
         cls_out, box_out = self.model(self.normalize(images))
+        return self.detections(cls_out, box_out, (int(images.shape[-2]), int(images.shape[-1])))
+
+    def detections(self, cls_out: list[Tensor], box_out: list[Tensor], image_size: tuple[int, int]) -> list[Detections]:
+        """Raw per-level head outputs (see :meth:`RetinaNet.forward`) -> Detections per image,
+        clipped to ``image_size`` = (H, W) of the network input."""
         k = self.model.cfg.num_classes
-        anchors = self.anchors(_feature_sizes(cls_out), images.device)
+        anchors = self.anchors(_feature_sizes(cls_out), cls_out[0].device)
         return postprocess(
             [flatten_level(c, k) for c in cls_out], [flatten_level(b, 4) for b in box_out], anchors,
-            (int(images.shape[-2]), int(images.shape[-1])), self.post_cfg, self.model.cfg.bbox_clip,
+            image_size, self.post_cfg, self.model.cfg.bbox_clip,
         )
