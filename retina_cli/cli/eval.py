@@ -25,6 +25,7 @@ def eval_cmd(
     max_det: Optional[int] = typer.Option(None, "--max-det"),
     device: str = typer.Option("auto", "--device"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)."),
+    winograd: bool = typer.Option(True, "--winograd/--no-winograd", help="On CPU in fp32: wide 3x3 convolutions as Winograd F(4x4, 3x3)."),
     project: str = typer.Option("runs/eval", "--project"),
     name: str = typer.Option("", "--name"),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON only."),
@@ -36,7 +37,7 @@ def eval_cmd(
     out = console()
     res, run_dir = run_evaluation(
         checkpoint, data, split=split, data_format=data_format, batch_size=batch_size, workers=workers,
-        conf=conf, iou=iou, max_det=max_det, device=device, precision=precision, project=project, name=name,
+        conf=conf, iou=iou, max_det=max_det, device=device, precision=precision, winograd=winograd, project=project, name=name,
         console=None if json_out else out,
     )
     if json_out:

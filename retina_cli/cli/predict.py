@@ -93,6 +93,7 @@ def predict(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     backend: str = typer.Option("auto", "--backend", help="auto (.onnx -> onnxruntime, else torch), torch or onnxruntime."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (torch backend: autocast)."),
+    winograd: bool = typer.Option(True, "--winograd/--no-winograd", help="Torch backend on CPU in fp32: wide 3x3 convolutions as Winograd F(4x4, 3x3)."),
     no_save_media: bool = typer.Option(False, "--no-save-media", help="Write only the JSON/CSV, no annotated images or videos."),
     save_txt: bool = typer.Option(False, "--save-txt", help="Also write YOLO txt labels per image (per frame for videos) into labels/."),
     line_width: int = typer.Option(0, "--line-width", help="Box line width in pixels (0: scaled with the image)."),
@@ -107,7 +108,7 @@ def predict(
     """Detect objects in images, folders and videos; writes annotated media, predictions.json and predictions.csv."""
     cfg = PredictConfig(
         conf=conf, iou=iou, max_det=max_det, classes=tuple(classes or ()), batch=batch, device=device, backend=backend,
-        precision=precision, save_media=not no_save_media, save_txt=save_txt, line_width=line_width, codec=codec,
+        precision=precision, winograd=winograd, save_media=not no_save_media, save_txt=save_txt, line_width=line_width, codec=codec,
         project=project, name=name, out=out, exist_ok=exist_ok, profile=profile,
     )
     err = console(stderr=True)

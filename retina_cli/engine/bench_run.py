@@ -46,6 +46,7 @@ class BenchOptions:
     warmup: int = 2
     precision: str = "fp32"
     channels_last: bool = True
+    winograd: bool = True
     compile: bool = False
     backends: tuple[str, ...] = ("torch",)
     compare: str = ""
@@ -165,7 +166,7 @@ def _set_score_bias(heads: list[torch.nn.Conv2d], model, images, opts: BenchOpti
         return
     from retina_cli.engine.bench_subjects import retina_subject
 
-    probe = retina_subject(model, opts.post, LossConfig(), device, images[:1], channels_last=False)
+    probe = retina_subject(model, opts.post, LossConfig(), device, images[:1], channels_last=False, winograd=False)
     (cls_out, _), _ = run_stages(probe.inference[:2], images[:1], device)
     bias = float(heads[0].bias.detach().mean())
     logits = torch.cat([c.flatten() for c in cls_out]).float()
@@ -228,7 +229,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     if "torch" in opts.backends:
         subjects.append(subj.retina_subject(
             model, post_cfg, loss_cfg, device, train_images, train_targets if opts.train else None,
-            opts.precision, opts.channels_last, opts.compile,
+            opts.precision, opts.channels_last, opts.compile, winograd=opts.winograd,
         ))
     tmp = tempfile.TemporaryDirectory(prefix="retina-bench-")
     try:
@@ -298,7 +299,8 @@ def speed_accuracy(
                 model.cfg = replace(model.cfg, img_size=img_size)
             images, _ = bench_images(model.cfg.img_size, opts.batch, opts.seed)
             subject = retina_subject(model, post_cfg, loss_cfg, device, images, None, opts.precision,
-                                     opts.channels_last, opts.compile, name=Path(ckpt_path).name)
+                                     opts.channels_last, opts.compile, name=Path(ckpt_path).name,
+                                     winograd=opts.winograd)
             stats = time_subjects([subject], "inference", images, device, opts.warmup, opts.runs, progress)[0]
             row: dict[str, Any] = {
                 "checkpoint": str(ckpt_path), "backbone": model.cfg.backbone, "img_size": model.cfg.img_size,

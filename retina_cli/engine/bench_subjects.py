@@ -17,10 +17,11 @@ from retina_cli.config import LossConfig, PostprocessConfig
 from retina_cli.data.batch import pad_targets
 from retina_cli.data.transforms import boxes_from_letterbox, letterbox_batch
 from retina_cli.engine.bench import Subject
-from retina_cli.engine.detector import InferenceModel, TrainingModel
+from retina_cli.engine.detector import InferenceModel, TrainingModel, prepare_inference
 from retina_cli.engine.trainer import freeze_backbone_bn
 from retina_cli.errors import ConfigError
 from retina_cli.model.retinanet import RetinaNet
+from retina_cli.model.winograd import WinogradConv2d
 from retina_cli.postprocess import Detections, select_detections
 
 Target = tuple[np.ndarray, np.ndarray]  # boxes (G, 4) xyxy float32, labels (G,) int64
@@ -46,6 +47,7 @@ def retina_subject(
     channels_last: bool = True,
     compile: bool = False,
     name: str = "retina",
+    winograd: bool = True,
 ) -> Subject:
     """Our model: inference ``preprocess`` (letterbox, to tensor, normalise) -> ``network`` ->
     ``postprocess`` (anchors, top-k, decode, NMS, boxes back to image pixels); training (when
@@ -53,8 +55,8 @@ def retina_subject(
     BatchNorm frozen) on a copy of the model, so inference keeps its weights."""
     size = model.cfg.img_size
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    infer = InferenceModel(copy.deepcopy(model), post_cfg).to(device).eval()
-    infer.model.to(memory_format=fmt)
+    infer = InferenceModel(prepare_inference(copy.deepcopy(model), device, precision, winograd, channels_last), post_cfg)
+    winograd = any(isinstance(m, WinogradConv2d) for m in infer.modules())
     net = infer.model
     if compile:
         import torch._inductor.config as inductor_config
@@ -80,7 +82,8 @@ def retina_subject(
         return _to_original(infer.detections(cls_out, box_out, (size, size)), metas)
 
     stages = [("preprocess", preprocess), ("network", network), ("postprocess", post)]
-    note = ", ".join(s for s in (precision, "channels-last" if channels_last else "", "compiled" if compile else "") if s)
+    note = ", ".join(s for s in (precision, "channels-last" if channels_last else "", "Winograd" if winograd else "",
+                                 "compiled" if compile else "") if s)
     tolerance = (2.0, 0.02) if precision == "bf16" else (0.5, 1e-3)
     if targets is None:
         return Subject(name, stages, None, note, tolerance)

@@ -11,7 +11,7 @@ import torch
 from rich.console import Console
 
 from retina_cli.engine.checkpoint import configs_from_checkpoint, model_from_checkpoint
-from retina_cli.engine.detector import InferenceModel
+from retina_cli.engine.detector import InferenceModel, prepare_inference
 from retina_cli.engine.distributed import select_device
 from retina_cli.engine.evaluate import EvalResult, evaluate_records
 from retina_cli.errors import ConfigError, DataError
@@ -38,6 +38,7 @@ def run_evaluation(
     checkpoint: Path, data: str, split: str = "val", data_format: str = "auto", batch_size: int = 8, workers: int = 2,
     conf: float | None = None, iou: float | None = None, max_det: int | None = None, device: str = "auto",
     precision: str = "fp32", project: str = "runs/eval", name: str = "", console: Console | None = None,
+    winograd: bool = True,
 ) -> tuple[EvalResult, Path]:
     from retina_cli.data import load_dataset
     from retina_cli.data.loader import make_loader
@@ -71,7 +72,7 @@ def run_evaluation(
 
         infer, dev = OnnxDetector(backend, post_cfg), torch.device("cpu")  # inputs go to onnxruntime from the CPU
     else:
-        infer = InferenceModel(model.to(dev).to(memory_format=torch.channels_last), post_cfg).eval()
+        infer = InferenceModel(prepare_inference(model, dev, precision, winograd), post_cfg).eval()
     loader = make_loader(records, model_cfg.img_size, batch_size, train=False, workers=workers)
     autocast = torch.bfloat16 if precision == "bf16" else None
     if console is not None:

@@ -51,6 +51,7 @@ class PredictConfig:
     device: str = "auto"
     backend: str = "auto"
     precision: str = "fp32"
+    winograd: bool = True
     save_media: bool = True
     save_txt: bool = False
     line_width: int = 0
@@ -87,17 +88,20 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, post_cfg: PostprocessConfig, device: torch.device, precision: str = "fp32") -> None:
+    def __init__(
+        self, model: torch.nn.Module, post_cfg: PostprocessConfig, device: torch.device, precision: str = "fp32",
+        winograd: bool = True,
+    ) -> None:
+        from retina_cli.engine.detector import prepare_inference
         from retina_cli.export.graph import DecodingDetector
 
         self.model_cfg: ModelConfig = model.cfg
         self.post_cfg = post_cfg
         self.device = device
         self.precision = precision
-        # NHWC weights: oneDNN/cuDNN run convolutions without layout reorders (the letterboxed
-        # NHWC batch permuted to NCHW already has channels-last strides)
-        self.det = DecodingDetector(model, post_cfg.topk).to(device).eval()
-        self.det.model.to(memory_format=torch.channels_last)
+        # the letterboxed NHWC batch permuted to NCHW already has the channels-last strides
+        # prepare_inference gives the weights
+        self.det = DecodingDetector(prepare_inference(model, device, precision, winograd), post_cfg.topk).to(device).eval()
 
     @torch.inference_mode()
     def candidates(self, batch: np.ndarray) -> Candidates:
@@ -109,7 +113,10 @@ class TorchBackend:
         return cand
 
 
-def load_backend(path: str | Path, backend: str = "auto", device: str = "auto", precision: str = "fp32", local_rank: int = 0) -> Backend:
+def load_backend(
+    path: str | Path, backend: str = "auto", device: str = "auto", precision: str = "fp32", local_rank: int = 0,
+    winograd: bool = True,
+) -> Backend:
     """A checkpoint (.pt) -> TorchBackend; an exported model (.onnx) -> the onnxruntime backend."""
     path = Path(path)
     use_onnx = backend == "onnxruntime" or (backend == "auto" and path.suffix.lower() == ".onnx")
@@ -131,7 +138,7 @@ def load_backend(path: str | Path, backend: str = "auto", device: str = "auto", 
     dev = select_device(device, local_rank)
     if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"--precision bf16: {dev} does not support bfloat16 (use fp32)")
-    return TorchBackend(model, post_cfg, dev, precision)
+    return TorchBackend(model, post_cfg, dev, precision, winograd)
 
 
 def parse_classes(classes: Sequence[str], names: Sequence[str], num_classes: int) -> list[int] | None:
@@ -314,7 +321,7 @@ def run_predict(
     progress = progress or _NoProgress()
     try:
         sources = resolve_sources(source)
-        backend = load_backend(model_path, cfg.backend, cfg.device, cfg.precision, info.local_rank)
+        backend = load_backend(model_path, cfg.backend, cfg.device, cfg.precision, info.local_rank, cfg.winograd)
         post = backend.post_cfg
         post = PostprocessConfig(
             score_thresh=post.score_thresh if cfg.conf is None else cfg.conf,

@@ -1,0 +1,124 @@
+"""Fold inference-mode BatchNorm into the convolution that feeds it.
+
+``bn(conv(x)) = conv'(x)`` with ``w' = w * s`` and ``b' = (b - mean) * s + beta``, ``s = gamma /
+sqrt(var + eps)`` per output channel: one pass over the activations less per BatchNorm. Which
+BatchNorm follows which convolution is read from one traced forward pass (a BatchNorm whose input
+is exactly one convolution's output, and nothing else reads that output), not from attribute
+names, so any timm backbone is handled without knowing its layout.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+_BN_TYPES: tuple[type, ...] = (nn.BatchNorm2d,)
+try:  # frozen BatchNorm as trained by `retina train --freeze-bn` (timm) and in torchvision
+    from timm.layers import FrozenBatchNorm2d as _TimmFrozen
+
+    _BN_TYPES += (_TimmFrozen,)
+except ImportError:  # pragma: no cover - timm is a dependency
+    pass
+from torchvision.ops import FrozenBatchNorm2d as _TvFrozen
+
+_BN_TYPES += (_TvFrozen,)
+
+
+def _is_bn(m: nn.Module) -> bool:
+    return type(m) in _BN_TYPES or (isinstance(m, nn.BatchNorm2d) and not m.training)
+
+
+def conv_bn_pairs(model: nn.Module, example: Tensor) -> tuple[list[tuple[str, str]], object]:
+    """Names of (conv, BatchNorm) where the BatchNorm's only input is the conv's output and no
+    other module reads it, from one forward pass of ``example`` ``(N, C, H, W)`` through ``model``;
+    and the model's output on ``example``."""
+    outputs: dict[int, str] = {}  # output storage pointer -> conv name
+    readers: dict[int, list[str]] = {}  # input storage pointer -> modules that read it
+    alive: list[object] = []  # every output kept, so no pointer is reused during the pass
+    hooks = []
+
+    def record(name: str, module: nn.Module):
+        def hook(_m, inputs, output):
+            alive.append(output)
+            for t in inputs:
+                if isinstance(t, Tensor):
+                    readers.setdefault(t.data_ptr(), []).append(name)
+            if isinstance(module, nn.Conv2d) and isinstance(output, Tensor):
+                outputs[output.data_ptr()] = name
+        return hook
+
+    names = {}
+    for name, m in model.named_modules():
+        names[name] = m
+        if not list(m.children()):  # leaves: convs, norms, activations, ... (whatever reads a tensor)
+            hooks.append(m.register_forward_hook(record(name, m)))
+    try:
+        with torch.no_grad():
+            result = model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    pairs = []
+    for ptr, conv_name in outputs.items():
+        users = readers.get(ptr, [])
+        if len(users) == 1 and _is_bn(names[users[0]]) and names[users[0]].num_features == names[conv_name].out_channels:
+            pairs.append((conv_name, users[0]))
+    return pairs, result
+
+
+@torch.no_grad()
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> None:
+    """Fold ``bn`` (eval statistics) into ``conv`` in place; ``conv`` gains a bias if it had none."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (K,)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    conv.weight.mul_(scale.view(-1, 1, 1, 1).to(conv.weight.dtype))
+    new_bias = (bias - bn.running_mean) * scale + bn.bias
+    if conv.bias is None:
+        conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype), requires_grad=False)
+    else:
+        conv.bias.copy_(new_bias)
+
+
+def _set(model: nn.Module, name: str, value: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, value)
+
+
+def _flat(out: object) -> list[Tensor]:
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _flat(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in _flat(o)]
+    return []
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module, example: Tensor, rtol: float = 1e-4) -> int:
+    """Fold every foldable BatchNorm of ``model`` (in eval mode) into its convolution, replacing
+    it by ``nn.Identity``; ``example`` ``(N, C, H, W)`` is what the model takes. Returns the number
+    folded. The model's outputs on ``example`` are compared before and after: should a functional
+    op the hooks cannot see also read a folded conv's output, the outputs differ and the model is
+    put back as it was (0 returned)."""
+    pairs, out = conv_bn_pairs(model, example)
+    if not pairs:
+        return 0
+    before = _flat(out)
+    saved = {name: model.get_submodule(name) for pair in pairs for name in pair}
+    saved_state = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in saved.items()}
+    had_bias = {conv: model.get_submodule(conv).bias is not None for conv, _ in pairs}
+    for conv_name, bn_name in pairs:
+        fold_conv_bn(model.get_submodule(conv_name), model.get_submodule(bn_name))
+        _set(model, bn_name, nn.Identity())
+    after = _flat(model(example))
+    scale = max((float(b.abs().max()) for b in before if b.numel()), default=1.0) or 1.0
+    if len(before) == len(after) and all(torch.allclose(b, a, rtol=0, atol=rtol * scale) for b, a in zip(before, after)):
+        return len(pairs)
+    for conv_name, bn_name in pairs:  # undo
+        conv = saved[conv_name]
+        if not had_bias[conv_name]:
+            conv.bias = None
+        conv.load_state_dict(saved_state[conv_name])
+        _set(model, bn_name, saved[bn_name])
+    return 0
