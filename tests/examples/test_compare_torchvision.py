@@ -69,3 +69,41 @@ def test_compare_writes_both_rows(tiny_data, tmp_path):
     assert len(md) == 6
     assert (out / "torchvision" / "model.pt").is_file() and (out / "retina" / "last.pt").is_file()
     assert (out / "retina_eval" / "metrics.json").is_file()
+
+
+def test_an_earlier_checkpoint_is_scored_without_training(tiny_data, tmp_path):
+    from helpers import make_checkpoint
+
+    ckpt, _ = make_checkpoint(tmp_path / "earlier.pt", names=CLASSES)
+    out = compare.main(["--data", str(tiny_data), "--split", "val", "--epochs", "12", "--skip-torchvision",
+                        "--retina-checkpoint", str(ckpt), "--retina-minutes", "31", "--workers", "0",
+                        "--device", "cpu", "--out", str(tmp_path / "runs")])
+    (r,) = json.loads((out / "results.json").read_text())["rows"]
+    assert r["train_min"] == 31.0 and r["epochs"] == 12
+    assert not (out / "retina").exists()  # nothing trained
+    assert 0.0 <= r["mAP50-95"] <= 1.0
+
+
+def test_a_non_finite_loss_step_is_skipped(monkeypatch, tiny_data):
+    records = load_dataset(tiny_data).splits["train"][:4]
+    real = compare.torchvision_model
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        model = real(*args, **kwargs)
+        forward = model.forward
+
+        def first_step_nan(images, targets=None):
+            losses = forward(images, targets)
+            calls.append(1)
+            if len(calls) == 1:
+                losses["classification"] = losses["classification"] * float("nan")
+            return losses
+
+        model.forward = first_step_nan
+        return model
+
+    monkeypatch.setattr(compare, "torchvision_model", poisoned)
+    model = compare.train_torchvision(records, CLASSES, 64, 2, "", 0, 0, torch.device("cpu"))
+    assert len(calls) == 2  # 4 images, batch 4, 2 epochs
+    assert all(torch.isfinite(p).all() for p in model.parameters())
