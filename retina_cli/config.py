@@ -189,6 +189,7 @@ class TrainConfig:
     freeze_bn: bool = False  # backbone BatchNorm in eval mode with frozen affine parameters
     freeze_backbone: bool = False
     channels_last: bool = True  # NHWC weights and batches: faster convolutions (oneDNN, cuDNN with AMP)
+    winograd: bool = True  # on CPU without amp: wide 3x3 stride-1 convs as Winograd F(4x4, 3x3)
     amp: bool = False  # float16 autocast + GradScaler on CUDA, bfloat16 autocast on CPU
     ema: bool = False
     ema_decay: float = 0.9998

@@ -88,6 +88,7 @@ def train(
     grad_clip: float = typer.Option(_T.grad_clip, "--grad-clip", help="Max gradient norm (0: off)."),
     freeze_bn: bool = typer.Option(_T.freeze_bn, "--freeze-bn/--no-freeze-bn", help="Freeze backbone BatchNorm."),
     channels_last: bool = typer.Option(_T.channels_last, "--channels-last/--no-channels-last", help="NHWC weights and batches (faster convolutions on CPU and with AMP)."),
+    winograd: bool = typer.Option(_T.winograd, "--winograd/--no-winograd", help="On CPU without --amp: 3x3 stride-1 convolutions of >= 96 channels as Winograd F(4x4, 3x3) (4x fewer multiply-adds)."),
     freeze_backbone: bool = typer.Option(_T.freeze_backbone, "--freeze-backbone", help="Train only FPN and head."),
     amp: bool = typer.Option(_T.amp, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),
     ema: bool = typer.Option(_T.ema, "--ema", help="Keep an exponential moving average of the weights."),

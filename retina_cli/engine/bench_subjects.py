@@ -21,7 +21,7 @@ from retina_cli.engine.detector import InferenceModel, TrainingModel, prepare_in
 from retina_cli.engine.trainer import freeze_backbone_bn
 from retina_cli.errors import ConfigError
 from retina_cli.model.retinanet import RetinaNet
-from retina_cli.model.winograd import WinogradConv2d
+from retina_cli.model.winograd import WinogradConv2d, winograd_convs
 from retina_cli.postprocess import Detections, select_detections
 
 Target = tuple[np.ndarray, np.ndarray]  # boxes (G, 4) xyxy float32, labels (G,) int64
@@ -93,6 +93,8 @@ def retina_subject(
     trainer = TrainingModel(copy.deepcopy(model), loss_cfg).to(device).train()
     trainer.model.to(memory_format=fmt)
     freeze_backbone_bn(trainer.model)
+    if winograd and device.type == "cpu" and precision == "fp32":
+        winograd_convs(trainer.model)
     opt = _sgd(trainer.parameters())
     x_train = torch.from_numpy(letterbox_batch(images, size)[0]).to(device).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
     gt = pad_targets([torch.from_numpy(b) for b, _ in targets], [torch.from_numpy(lab) for _, lab in targets]).to(device)

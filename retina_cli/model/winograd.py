@@ -41,47 +41,111 @@ def _kron(m: tuple[tuple[float, ...], ...]) -> Tensor:
     return torch.kron(t, t).float()
 
 
-class WinogradConv2d(nn.Module):
-    """Drop-in for a 3x3, stride 1, padding 1, dilation 1, ungrouped ``nn.Conv2d`` at inference:
-    ``(N, C, H, W)`` -> ``(N, K, H, W)`` with channels-last strides.
+_MB, _MA = _kron(_BT), _kron(_AT)  # (36, 36) input and (16, 36) output tile transforms
+_GG = torch.kron(torch.tensor(_G, dtype=torch.float64), torch.tensor(_G, dtype=torch.float64))  # (36, 9)
 
-    Maps smaller than ``min_pixels`` (H * W) go through the direct convolution: on a few tiles
-    the transforms cost more than the multiply-adds they save (P6/P7 at usual sizes).
+
+def _tiles(x: Tensor, mb: Tensor) -> tuple[Tensor, int, int]:
+    """``(N, C, H, W)`` -> Winograd-domain input tiles ``(36, P, C)``, P = N * th * tw, and (th, tw)."""
+    n, c, h, w = x.shape
+    th, tw = -(-h // OUT), -(-w // OUT)  # tiles down and across
+    # NHWC, zero-padded by 1 on the top/left and enough on the bottom/right for whole tiles
+    xh = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, tw * OUT + 1 - w, 1, th * OUT + 1 - h))
+    tiles = xh.unfold(1, TILE, OUT).unfold(2, TILE, OUT)  # (N, th, tw, C, 6, 6), a view
+    d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(TILE * TILE, n * th * tw * c)  # (36, P*C)
+    return (mb @ d).view(TILE * TILE, n * th * tw, c), th, tw
+
+
+def _untile(m: Tensor, ma: Tensor, n: int, th: int, tw: int, h: int, w: int) -> Tensor:
+    """Winograd-domain outputs ``(36, P, K)`` -> ``(N, H, W, K)`` (a view, cropped to H x W)."""
+    k = m.shape[-1]
+    y = (ma @ m.reshape(TILE * TILE, -1)).view(OUT, OUT, n, th, tw, k)
+    return y.permute(2, 3, 0, 4, 1, 5).reshape(n, th * OUT, tw * OUT, k)[:, :h, :w]
+
+
+def winograd_conv2d(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``conv2d(x, w, bias, padding=1)`` for a 3x3 ``w`` given as ``u = transform_weight(w)``
+    ``(36, C, K)``: ``(N, C, H, W)`` -> ``(N, K, H, W)`` with channels-last strides."""
+    n, _, h, w = x.shape
+    v, th, tw = _tiles(x, _MB.to(x.device, x.dtype))
+    y = _untile(torch.bmm(v, u), _MA.to(x.device, x.dtype), n, th, tw, h, w)  # (N, H, W, K)
+    # written into a fresh NCHW tensor (not returned as a view: ReLU(inplace) may follow)
+    out = torch.empty((n, u.shape[-1], h, w), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
+    if bias is not None:
+        torch.add(y, bias, out=out.permute(0, 2, 3, 1))
+    else:
+        out.permute(0, 2, 3, 1).copy_(y)
+    return out
+
+
+class _WinogradFn(torch.autograd.Function):
+    """Winograd convolution with its own backward, so that training saves only the input (as the
+    direct convolution does) instead of the 2.25x larger transformed tiles:
+    grad_x = the same Winograd convolution of grad_y with the flipped, transposed kernel;
+    grad_w = G^T [sum over tiles of (B^T x B) * (A grad_y A^T)] G, with the input tiles recomputed."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return winograd_conv2d(x, transform_weight(weight), bias)
+
+    @staticmethod
+    def backward(ctx, gy: Tensor):
+        x, weight = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = winograd_conv2d(gy, transform_weight(weight.flip(2, 3).transpose(0, 1)))
+        if ctx.needs_input_grad[1]:
+            n, c, h, w = x.shape
+            k = gy.shape[1]
+            v, th, tw = _tiles(x, _MB.to(x.device, x.dtype))  # (36, P, C)
+            g = F.pad(gy.permute(0, 2, 3, 1), (0, 0, 0, tw * OUT - w, 0, th * OUT - h))  # (N, th*4, tw*4, K)
+            g = g.reshape(n, th, OUT, tw, OUT, k).permute(2, 4, 0, 1, 3, 5).reshape(OUT * OUT, -1)  # (16, P*K)
+            gm = (_MA.to(g.device, g.dtype).T @ g).view(TILE * TILE, -1, k)  # (36, P, K)
+            gu = torch.bmm(v.transpose(1, 2), gm)  # (36, C, K)
+            gw = (gu.transpose(1, 2).reshape(TILE * TILE, k * c).T @ _GG.to(gu.device, gu.dtype)).view(k, c, 3, 3)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = gy.sum((0, 2, 3))
+        return gx, gw, gb
+
+
+class WinogradConv2d(nn.Conv2d):
+    """A 3x3, stride 1, padding 1, dilation 1, ungrouped ``nn.Conv2d`` computed as Winograd
+    F(4x4, 3x3): ``(N, C, H, W)`` -> ``(N, K, H, W)`` with channels-last strides.
+
+    It holds the original layer's ``weight`` and ``bias`` parameters (same state_dict, so
+    checkpoints do not change). Training goes through :class:`_WinogradFn`; without gradients the
+    transformed weight is cached until the weight changes. Maps smaller than ``min_pixels``
+    (H * W) use the direct convolution: on a few tiles the transforms cost more than the
+    multiply-adds they save (P6/P7 at usual sizes).
     """
 
     def __init__(self, conv: nn.Conv2d, min_pixels: int = 256) -> None:
-        super().__init__()
         if not eligible(conv):
             raise ValueError(f"not a 3x3 stride-1 padding-1 convolution: {conv}")
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        super().__init__(conv.in_channels, conv.out_channels, 3, padding=1, bias=False, device="meta")
+        self.weight, self.bias = conv.weight, conv.bias  # the same Parameters
         self.min_pixels = min_pixels
-        self.register_buffer("weight", conv.weight.detach(), persistent=False)  # (K, C, 3, 3), shared
-        self.register_buffer("u", transform_weight(conv.weight), persistent=False)  # (36, C, K)
-        bias = conv.bias.detach().clone() if conv.bias is not None else None
-        self.register_buffer("bias", bias, persistent=False)  # (K,) or None
-        self.register_buffer("mb", _kron(_BT), persistent=False)  # (36, 36): input tile transform
-        self.register_buffer("ma", _kron(_AT), persistent=False)  # (16, 36): output tile transform
+        self._cache: tuple[tuple[int, int, torch.device], Tensor] | None = None
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, F(4x4, 3x3)"
+        return super().extra_repr() + ", Winograd F(4x4, 3x3)"
+
+    def transformed_weight(self) -> Tensor:
+        """``(36, C, K)``, recomputed only when the weight was changed or moved."""
+        w = self.weight
+        key = (w._version, w.data_ptr(), w.device)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, transform_weight(w))
+        return self._cache[1]
 
     def forward(self, x: Tensor) -> Tensor:
-        n, c, h, w = x.shape
-        if h * w < self.min_pixels:
+        if x.shape[-2] * x.shape[-1] < self.min_pixels:
             return F.conv2d(x, self.weight, self.bias, padding=1)
-        k = self.out_channels
-        th, tw = -(-h // OUT), -(-w // OUT)  # tiles down and across
-        p = n * th * tw
-        # NHWC, zero-padded by 1 on the top/left and enough on the bottom/right for whole tiles
-        xh = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, tw * OUT + 1 - w, 1, th * OUT + 1 - h))
-        tiles = xh.unfold(1, TILE, OUT).unfold(2, TILE, OUT)  # (N, th, tw, C, 6, 6), a view
-        d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(TILE * TILE, p * c)  # (36, P*C)
-        v = (self.mb @ d).view(TILE * TILE, p, c)  # (36, P, C)
-        m = torch.bmm(v, self.u)  # (36, P, K)
-        y = (self.ma @ m.view(TILE * TILE, p * k)).view(OUT, OUT, n, th, tw, k)
-        y = y.permute(2, 3, 0, 4, 1, 5).reshape(n, th * OUT, tw * OUT, k)[:, :h, :w]  # (N, H, W, K)
-        y = y + self.bias if self.bias is not None else y.contiguous()
-        return y.permute(0, 3, 1, 2)
+        if torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad):
+            return _WinogradFn.apply(x, self.weight, self.bias)
+        return winograd_conv2d(x, self.transformed_weight(), self.bias)
 
 
 def eligible(conv: nn.Module) -> bool:

@@ -107,3 +107,19 @@ def test_frozen_backbone_batchnorm_stays_frozen_in_train_mode():
     after = model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # running statistics untouched
     assert not any(p.requires_grad for n, p in model.backbone.named_parameters() if "bn" in n)
+
+
+def test_winograd_training_on_cpu_keeps_the_checkpoint_layout(tiny_yolo, tmp_path):
+    from retina_cli.model.retinanet import RetinaNet
+    from retina_cli.model.winograd import WinogradConv2d
+
+    model_cfg, loss, post, cfg = _cfgs(tiny_yolo, tmp_path, epochs=1)
+    model_cfg = replace(model_cfg, img_size=128, fpn_channels=96, head_width=96)  # P3 16x16: Winograd sizes
+    trainer = prepare_training(model_cfg, loss, post, cfg, console=_quiet())
+    assert sum(isinstance(m, WinogradConv2d) for m in trainer.model.modules()) >= 5  # head tower + FPN outputs
+    result = trainer.fit()
+    assert all(torch.isfinite(torch.tensor(row["loss"])) for row in trainer.history)
+    state = load_checkpoint(result.run_dir / "last.pt")["model"]
+    assert set(state) == set(RetinaNet(trainer.model.cfg).state_dict())
+    off = prepare_training(model_cfg, loss, post, replace(cfg, winograd=False, name="direct"), console=_quiet())
+    assert not any(isinstance(m, WinogradConv2d) for m in off.model.modules())

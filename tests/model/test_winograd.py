@@ -72,3 +72,35 @@ def test_winograd_convs_replaces_only_wide_eligible_convs():
     assert isinstance(model[1][0], WinogradConv2d)
     assert [type(m) for m in (model[0], model[2], model[3])] == [nn.Conv2d] * 3
     assert winograd_convs(model, min_channels=64) == 1  # now the 128 -> 64 one too
+
+
+def test_training_gradients_equal_the_direct_convolution():
+    torch.manual_seed(2)
+    conv = nn.Conv2d(16, 12, 3, padding=1)
+    wc = WinogradConv2d(conv, min_pixels=0)
+    assert wc.weight is conv.weight and wc.bias is conv.bias  # the same parameters
+    assert list(wc.state_dict()) == ["weight", "bias"]
+    x = torch.randn(2, 16, 19, 22, requires_grad=True)
+    gy = torch.randn(2, 12, 19, 22)
+    grads = []
+    for layer in (conv, wc):
+        y = layer(x)
+        y.backward(gy)
+        grads.append((y.detach(), x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()))
+        x.grad = conv.weight.grad = conv.bias.grad = None
+    for ref, got in zip(*grads):
+        assert (got - ref).abs().max() <= 2e-5 * ref.abs().max()
+    # ReLU(inplace) after it, as in the head towers: the output is not a view
+    nn.ReLU(inplace=True)(wc(x)).sum().backward()
+
+
+def test_cached_weight_follows_optimizer_updates():
+    torch.manual_seed(3)
+    wc = WinogradConv2d(nn.Conv2d(8, 8, 3, padding=1), min_pixels=0)
+    x = torch.randn(1, 8, 12, 12)
+    with torch.no_grad():
+        first = wc(x)
+        wc.weight.mul_(2.0)  # what an optimizer step does: an in-place update
+        wc.bias.zero_()
+        torch.testing.assert_close(wc(x), F.conv2d(x, wc.weight, None, padding=1), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(first, wc(x).detach())
