@@ -1,16 +1,16 @@
-"""Winograd F(4x4, 3x3) convolution for inference on CPU (Lavin & Gray, "Fast Algorithms for
-Convolutional Neural Networks", 2016).
+"""Winograd F(4x4, 3x3) convolution for CPU (Lavin & Gray, "Fast Algorithms for Convolutional
+Neural Networks", 2016).
 
 A 3x3 stride-1 convolution computed on 6x6 input tiles (stride 4) in the Winograd domain: 36
 independent ``(tiles, C) @ (C, K)`` matrix products give each tile's 4x4 outputs with 36
-multiply-adds per channel pair instead of the direct convolution's 144 (4x fewer). On CPUs without a Winograd kernel
-(oneDNN has none for AVX2) this pays for the 256-channel head and FPN convs that dominate
-RetinaNet's FLOPs; cuDNN picks its own algorithms, so it is for CPU only. The transforms are
-exact in real arithmetic; in fp32 the output differs from the direct convolution by ~1e-5 of
-its largest value (tested).
+multiply-adds per channel pair instead of the direct convolution's 144 (4x fewer). On CPUs
+without a Winograd kernel (oneDNN has none for AVX2) this pays for the 256-channel head and FPN
+convs that dominate RetinaNet's FLOPs; cuDNN picks its own algorithms, so it is for CPU only.
+The transforms are exact in real arithmetic; in fp32 the output differs from the direct
+convolution by ~1e-5 of its largest value, and so do the gradients (tested).
 
-The layers are built from trained ``nn.Conv2d`` weights (:func:`winograd_convs`): the transformed
-weights are a frozen copy, so this is an inference-time rewrite, like folding BatchNorm.
+:func:`winograd_convs` swaps eligible ``nn.Conv2d`` layers for :class:`WinogradConv2d`, which
+keeps their parameters: for inference (``engine.detector.prepare_inference``) and for training.
 """
 
 from __future__ import annotations
@@ -28,21 +28,20 @@ _AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 
 TILE, OUT = 6, 4
 
 
+def _kron(m: tuple[tuple[float, ...], ...]) -> Tensor:
+    t = torch.tensor(m, dtype=torch.float64)
+    return torch.kron(t, t)  # 2D transform of a tile as one matrix on its flattened values
+
+
+_MB, _MA = _kron(_BT).float(), _kron(_AT).float()  # (36, 36) input and (16, 36) output tile transforms
+_GG = _kron(_G)  # (36, 9) weight transform, float64
+
+
 def transform_weight(weight: Tensor) -> Tensor:
     """Conv weight ``(K, C, 3, 3)`` -> Winograd-domain weight ``(36, C, K)`` (computed in float64)."""
     k, c = weight.shape[:2]
-    g = torch.tensor(_G, dtype=torch.float64, device=weight.device)
-    u = weight.detach().double().reshape(k * c, 9) @ torch.kron(g, g).T  # (K*C, 36): G w G^T per pair
+    u = weight.detach().double().reshape(k * c, 9) @ _GG.to(weight.device).T  # (K*C, 36): G w G^T per pair
     return u.T.reshape(TILE * TILE, k, c).transpose(1, 2).to(weight.dtype).contiguous()
-
-
-def _kron(m: tuple[tuple[float, ...], ...]) -> Tensor:
-    t = torch.tensor(m, dtype=torch.float64)
-    return torch.kron(t, t).float()
-
-
-_MB, _MA = _kron(_BT), _kron(_AT)  # (36, 36) input and (16, 36) output tile transforms
-_GG = torch.kron(torch.tensor(_G, dtype=torch.float64), torch.tensor(_G, dtype=torch.float64))  # (36, 9)
 
 
 def _tiles(x: Tensor, mb: Tensor) -> tuple[Tensor, int, int]:
