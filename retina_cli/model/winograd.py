@@ -44,36 +44,56 @@ def transform_weight(weight: Tensor) -> Tensor:
     return u.T.reshape(TILE * TILE, k, c).transpose(1, 2).to(weight.dtype).contiguous()
 
 
-def _tiles(x: Tensor, mb: Tensor) -> tuple[Tensor, int, int]:
-    """``(N, C, H, W)`` -> Winograd-domain input tiles ``(36, P, C)``, P = N * th * tw, and (th, tw)."""
-    n, c, h, w = x.shape
-    th, tw = -(-h // OUT), -(-w // OUT)  # tiles down and across
-    # NHWC, zero-padded by 1 on the top/left and enough on the bottom/right for whole tiles
-    xh = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, tw * OUT + 1 - w, 1, th * OUT + 1 - h))
-    tiles = xh.unfold(1, TILE, OUT).unfold(2, TILE, OUT)  # (N, th, tw, C, 6, 6), a view
-    d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(TILE * TILE, n * th * tw * c)  # (36, P*C)
-    return (mb @ d).view(TILE * TILE, n * th * tw, c), th, tw
+BAND_BYTES = 8 << 20  # Winograd-domain working set per band of tile rows
 
 
-def _untile(m: Tensor, ma: Tensor, n: int, th: int, tw: int, h: int, w: int) -> Tensor:
-    """Winograd-domain outputs ``(36, P, K)`` -> ``(N, H, W, K)`` (a view, cropped to H x W)."""
-    k = m.shape[-1]
-    y = (ma @ m.reshape(TILE * TILE, -1)).view(OUT, OUT, n, th, tw, k)
-    return y.permute(2, 3, 0, 4, 1, 5).reshape(n, th * OUT, tw * OUT, k)[:, :h, :w]
+def _padded(x: Tensor) -> tuple[Tensor, int, int]:
+    """``(N, C, H, W)`` -> NHWC ``(N, 4 th + 2, 4 tw + 2, C)`` zero-padded by 1 on the top/left and
+    enough on the bottom/right for whole tiles; and (th, tw), the tiles down and across."""
+    h, w = x.shape[-2:]
+    th, tw = -(-h // OUT), -(-w // OUT)
+    return F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, tw * OUT + 1 - w, 1, th * OUT + 1 - h)), th, tw
+
+
+def _bands(th: int, n: int, tw: int, channels: int, itemsize: int) -> list[tuple[int, int]]:
+    """Tile-row ranges ``[r0, r1)`` whose (36, tiles, channels) buffers stay near BAND_BYTES: the
+    transient memory of a layer stays small and bounded (and cache-friendly) at any image size."""
+    rows = max(1, BAND_BYTES // (TILE * TILE * n * tw * channels * itemsize))
+    return [(r0, min(th, r0 + rows)) for r0 in range(0, th, rows)]
+
+
+def _band_tiles(xh: Tensor, r0: int, r1: int, mb: Tensor) -> Tensor:
+    """Padded NHWC input (see :func:`_padded`) -> Winograd-domain tiles of tile rows ``[r0, r1)``:
+    ``(36, P, C)``, P = N * (r1 - r0) * tw, tiles in (N, row, column) order."""
+    c = xh.shape[-1]
+    tiles = xh[:, r0 * OUT: r1 * OUT + TILE - OUT].unfold(1, TILE, OUT).unfold(2, TILE, OUT)  # (N, rb, tw, C, 6, 6)
+    d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(TILE * TILE, -1)  # (36, P*C)
+    return (mb @ d).view(TILE * TILE, -1, c)
 
 
 def winograd_conv2d(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor:
     """``conv2d(x, w, bias, padding=1)`` for a 3x3 ``w`` given as ``u = transform_weight(w)``
     ``(36, C, K)``: ``(N, C, H, W)`` -> ``(N, K, H, W)`` with channels-last strides."""
-    n, _, h, w = x.shape
-    v, th, tw = _tiles(x, _MB.to(x.device, x.dtype))
-    y = _untile(torch.bmm(v, u), _MA.to(x.device, x.dtype), n, th, tw, h, w)  # (N, H, W, K)
-    # written into a fresh NCHW tensor (not returned as a view: ReLU(inplace) may follow)
-    out = torch.empty((n, u.shape[-1], h, w), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
-    if bias is not None:
-        torch.add(y, bias, out=out.permute(0, 2, 3, 1))
-    else:
-        out.permute(0, 2, 3, 1).copy_(y)
+    n, c, h, w = x.shape
+    k = u.shape[-1]
+    mb, ma = _MB.to(x.device, x.dtype), _MA.to(x.device, x.dtype)
+    xh, th, tw = _padded(x)
+    # a fresh NCHW tensor, not a view (ReLU(inplace) may follow), written band by band through NHWC views
+    out = torch.empty((n, k, h, w), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
+    out_h = out.permute(0, 2, 3, 1)  # (N, H, W, K)
+    for r0, r1 in _bands(th, n, tw, max(c, k), x.element_size()):
+        rb = r1 - r0
+        m = torch.bmm(_band_tiles(xh, r0, r1, mb), u)  # (36, P, K)
+        y = (ma @ m.view(TILE * TILE, -1)).view(OUT, OUT, n, rb, tw, k).permute(2, 3, 0, 4, 1, 5)  # (N, rb, 4, tw, 4, K)
+        if r1 * OUT <= h and tw * OUT == w:  # whole tiles: write straight into the output
+            dst = out_h[:, r0 * OUT: r1 * OUT].view(n, rb, OUT, tw, OUT, k)
+        else:  # the last band of a size that is not a multiple of 4: crop
+            y = y.reshape(n, rb * OUT, tw * OUT, k)[:, : min(h, r1 * OUT) - r0 * OUT, :w]
+            dst = out_h[:, r0 * OUT: min(h, r1 * OUT)]
+        if bias is not None:
+            torch.add(y, bias, out=dst)
+        else:
+            dst.copy_(y)
     return out
 
 
@@ -98,11 +118,17 @@ class _WinogradFn(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             n, c, h, w = x.shape
             k = gy.shape[1]
-            v, th, tw = _tiles(x, _MB.to(x.device, x.dtype))  # (36, P, C)
-            g = F.pad(gy.permute(0, 2, 3, 1), (0, 0, 0, tw * OUT - w, 0, th * OUT - h))  # (N, th*4, tw*4, K)
-            g = g.reshape(n, th, OUT, tw, OUT, k).permute(2, 4, 0, 1, 3, 5).reshape(OUT * OUT, -1)  # (16, P*K)
-            gm = (_MA.to(g.device, g.dtype).T @ g).view(TILE * TILE, -1, k)  # (36, P, K)
-            gu = torch.bmm(v.transpose(1, 2), gm)  # (36, C, K)
+            mb, mat = _MB.to(x.device, x.dtype), _MA.to(x.device, x.dtype).T  # (36, 36), (36, 16)
+            xh, th, tw = _padded(x)
+            g_h = gy.permute(0, 2, 3, 1)  # (N, H, W, K)
+            gu = x.new_zeros(TILE * TILE, c, k)
+            for r0, r1 in _bands(th, n, tw, max(c, k), x.element_size()):
+                rb = r1 - r0
+                g = g_h[:, r0 * OUT: min(h, r1 * OUT)]
+                g = F.pad(g, (0, 0, 0, tw * OUT - w, 0, rb * OUT - g.shape[1]))  # (N, rb*4, tw*4, K)
+                g = g.reshape(n, rb, OUT, tw, OUT, k).permute(2, 4, 0, 1, 3, 5).reshape(OUT * OUT, -1)  # (16, P*K)
+                gm = (mat @ g).view(TILE * TILE, -1, k)  # (36, P, K)
+                gu.baddbmm_(_band_tiles(xh, r0, r1, mb).transpose(1, 2), gm)  # (36, C, K)
             gw = (gu.transpose(1, 2).reshape(TILE * TILE, k * c).T @ _GG.to(gu.device, gu.dtype)).view(k, c, 3, 3)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.sum((0, 2, 3))

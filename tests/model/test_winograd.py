@@ -104,3 +104,21 @@ def test_cached_weight_follows_optimizer_updates():
         wc.bias.zero_()
         torch.testing.assert_close(wc(x), F.conv2d(x, wc.weight, None, padding=1), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(first, wc(x).detach())
+
+
+def test_bands_cover_every_tile_row_and_give_the_same_result(monkeypatch):
+    import retina_cli.model.winograd as wg
+
+    assert wg._bands(10, 1, 5, 8, 4) == [(0, 10)]
+    monkeypatch.setattr(wg, "BAND_BYTES", 36 * 2 * 5 * 8 * 4 * 3)  # three tile rows per band
+    assert wg._bands(10, 2, 5, 8, 4) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    torch.manual_seed(4)
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    for h, w in ((40, 20), (38, 19)):  # whole tiles, and a cropped last band and column
+        x = torch.randn(2, 8, h, w, requires_grad=True)
+        y = wg.WinogradConv2d(conv, min_pixels=0)(x)
+        gx, gw = torch.autograd.grad(y, (x, conv.weight), torch.ones_like(y))
+        y2 = conv(x)
+        gx2, gw2 = torch.autograd.grad(y2, (x, conv.weight), torch.ones_like(y2))
+        for a, b in ((y, y2), (gx, gx2), (gw, gw2)):
+            assert (a - b).abs().max() <= 2e-5 * b.abs().max()
