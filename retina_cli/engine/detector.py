@@ -95,7 +95,9 @@ def prepare_inference(
     the direct convolution). Not for a model that will train again."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device).eval().to(memory_format=fmt)
-    side = 2 ** model.cfg.max_level  # the smallest input that reaches every level
+    # the smallest input whose top level is 2x2: at 1x1 a GroupNorm with one channel per group has a
+    # single value to normalise and refuses it
+    side = 2 ** (model.cfg.max_level + 1)
     fold_batchnorm(model, torch.randn(1, 3, side, side, device=device).contiguous(memory_format=fmt))
     if winograd and device.type == "cpu" and precision == "fp32":
         winograd_convs(model)

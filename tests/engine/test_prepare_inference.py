@@ -45,3 +45,19 @@ def test_no_winograd_off_cpu_fp32_or_when_asked():
     for kwargs in (dict(winograd=False), dict(precision="bf16")):
         model = prepare_inference(make_model(), torch.device("cpu"), **kwargs)
         assert _count(model, WinogradConv2d) == 0
+
+
+def test_group_norm_with_one_channel_per_group_is_prepared():
+    """32 GroupNorm groups over a 32-wide head: the probe input that finds conv-BN pairs must not
+    shrink the top level to 1x1 (a single value per group, which GroupNorm refuses)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_classes=2, class_names=("a", "b"), backbone="resnet18", img_size=64, fpn_channels=32,
+                      head_width=32, head_depth=1, head_norm="gn", min_level=3, max_level=6)
+    model = RetinaNet(cfg).eval()
+    images = torch.rand(1, 3, 128, 128) * 255
+    ref = InferenceModel(copy.deepcopy(model), POST).eval().model(images)
+    fast = prepare_inference(model, torch.device("cpu"))
+    assert _count(fast, nn.BatchNorm2d) == 0  # the backbone's BatchNorms were folded
+    out = fast(images.contiguous(memory_format=torch.channels_last))
+    for a, b in zip(ref[0] + ref[1], out[0] + out[1]):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
