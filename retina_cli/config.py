@@ -188,6 +188,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 switches clipping off
     freeze_bn: bool = False  # backbone BatchNorm in eval mode with frozen affine parameters
     freeze_backbone: bool = False
+    freeze_stride: int = 0  # backbone layers that run at strides <= this (before the first coarser one) are not trained
     channels_last: bool = True  # NHWC weights and batches: faster convolutions (oneDNN, cuDNN with AMP)
     winograd: bool = True  # on CPU without amp: wide 3x3 stride-1 convs as Winograd F(4x4, 3x3)
     amp: bool = False  # float16 autocast + GradScaler on CUDA, bfloat16 autocast on CPU
@@ -215,5 +216,7 @@ class TrainConfig:
             raise ConfigError(f"--optimizer must be sgd or adamw, got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step", "constant"):
             raise ConfigError(f"--schedule must be cosine, step or constant, got {self.schedule!r}")
+        if self.freeze_stride < 0:
+            raise ConfigError(f"--freeze-stride must be 0 (off) or a stride such as 4, got {self.freeze_stride}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("--epochs and --batch-size must be at least 1")

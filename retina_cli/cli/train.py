@@ -90,6 +90,7 @@ def train(
     channels_last: bool = typer.Option(_T.channels_last, "--channels-last/--no-channels-last", help="NHWC weights and batches (faster convolutions on CPU and with AMP)."),
     winograd: bool = typer.Option(_T.winograd, "--winograd/--no-winograd", help="On CPU without --amp: 3x3 stride-1 convolutions of >= 96 channels as Winograd F(4x4, 3x3) (4x fewer multiply-adds)."),
     freeze_backbone: bool = typer.Option(_T.freeze_backbone, "--freeze-backbone", help="Train only FPN and head."),
+    freeze_stride: int = typer.Option(_T.freeze_stride, "--freeze-stride", help="Do not train the backbone layers that run at strides up to this (4: stem and first stage; 0: train all). For fine-tuning from ImageNet weights: their backward pass is skipped."),
     amp: bool = typer.Option(_T.amp, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),
     ema: bool = typer.Option(_T.ema, "--ema", help="Keep an exponential moving average of the weights."),
     seed: int = typer.Option(_T.seed, "--seed"),

@@ -26,6 +26,7 @@ from retina_cli.engine.evaluate import EvalResult, evaluate_records
 from retina_cli.engine.optim import ModelEma, build_optimizer, build_scheduler
 from retina_cli.errors import ConfigError, RetinaError
 from retina_cli.model.retinanet import RetinaNet
+from retina_cli.model.freeze import freeze_early_layers
 from retina_cli.model.winograd import winograd_convs
 
 METRIC_FIELDS = ("epoch", "loss", "cls", "box", "lr", "images_per_s", "AP", "AP50", "AP75", "epoch_s")
@@ -131,6 +132,8 @@ class Trainer:
                 p.requires_grad_(False)
         if cfg.freeze_bn or cfg.freeze_backbone:
             freeze_backbone_bn(model)
+        if cfg.freeze_stride and not cfg.freeze_backbone:
+            freeze_early_layers(model.backbone, cfg.freeze_stride)
         if cfg.winograd and device.type == "cpu" and not cfg.amp:
             winograd_convs(model)  # same parameters and state_dict; only the forward/backward change
 

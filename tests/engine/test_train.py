@@ -123,3 +123,18 @@ def test_winograd_training_on_cpu_keeps_the_checkpoint_layout(tiny_yolo, tmp_pat
     assert set(state) == set(RetinaNet(trainer.model.cfg).state_dict())
     off = prepare_training(model_cfg, loss, post, replace(cfg, winograd=False, name="direct"), console=_quiet())
     assert not any(isinstance(m, WinogradConv2d) for m in off.model.modules())
+
+
+def test_freeze_stride_keeps_the_stem_fixed_and_trains_the_rest(tiny_yolo, tmp_path):
+    torch.set_num_threads(2)
+    model_cfg, loss, post, cfg = _cfgs(tiny_yolo, tmp_path, epochs=1, freeze_stride=4, val_interval=10)
+    trainer = prepare_training(model_cfg, loss, post, cfg, console=_quiet())
+    body = trainer.model.backbone.body
+    before = {n: p.detach().clone() for n, p in body.named_parameters()}
+    trainer.fit()
+    after = dict(body.named_parameters())
+    assert torch.equal(after["conv1.weight"], before["conv1.weight"])
+    assert torch.equal(after["layer1.1.conv2.weight"], before["layer1.1.conv2.weight"])
+    assert not torch.equal(after["layer2.0.conv1.weight"], before["layer2.0.conv1.weight"])
+    # the configuration is in the checkpoint, so a resumed run freezes the same layers
+    assert load_checkpoint(trainer.run_dir / "last.pt")["train_config"]["freeze_stride"] == 4
