@@ -16,8 +16,9 @@ px went to a NaN loss in its third epoch), a step with a non-finite loss skipped
 Its ``GeneralizedRCNNTransform`` resizes the long side to ``--img-size`` and returns boxes in
 original pixels, which go straight to COCOeval.
 
-ours: ``retina train``'s BCCD recipe from the README (mobilenetv2_100, frozen BN, P3-P6, 128
-channels with GroupNorm, AdamW 1e-3, our default flip, scale and colour jitter, batch 8).
+ours: ``retina train``'s BCCD recipe from the README (mobilenetv2_100, frozen BN, stem and first
+stage not trained (``--freeze-stride 4``) when ImageNet weights are given, P3-P6, 128 channels
+with GroupNorm, AdamW 1e-3, our default flip, scale and colour jitter, batch 8).
 
 Both train on the same records (``retina_cli.data.load_dataset``: same boxes, same splits), and
 both are scored at their last epoch (no model selection on val for either). Writes ``results.md``
@@ -177,7 +178,7 @@ def train_retina(data: str, limit: Any, img_size: int, epochs: int, weights: str
     train_cfg = TrainConfig(
         data=data, epochs=epochs, batch_size=8, workers=workers, optimizer="adamw", lr=1e-3, weight_decay=0.05,
         warmup_iters=100, device=device, seed=seed, project=str(out), name="retina", backbone_weights=weights,
-        freeze_bn=bool(weights), val_interval=epochs,
+        freeze_bn=bool(weights), freeze_stride=4 if weights else 0, val_interval=epochs,
     )
     # ``limit`` makes the trainer's dataset the same records torchvision trains on
     trainer = prepare_training(model_cfg, LossConfig(), PostprocessConfig(), train_cfg, on_dataset=limit)
