@@ -49,6 +49,10 @@ def quantize_int8(path: Path, batches: Sequence[np.ndarray], out: Path | None = 
             str(prepped), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
             nodes_to_exclude=keep_float,
+            # 7-bit weights: x86 CPUs without VNNI multiply uint8 x int8 with VPMADDUBSW, whose
+            # 16-bit pair sums saturate with 8-bit weights (onnxruntime's advice); BCCD val mAP on
+            # the AVX2 VM 0.5640 -> 0.5656 against fp32's 0.5693
+            reduce_range=True,
         )
     finally:
         prepped.unlink(missing_ok=True)

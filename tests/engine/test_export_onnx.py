@@ -104,3 +104,24 @@ def test_not_an_onnx_model_is_a_clear_error(tmp_path):
         OnnxBackend(tmp_path / "junk.onnx", "cpu")
     with pytest.raises(ExportError, match=r"nothere\.onnx: no such ONNX model file"):
         OnnxBackend(tmp_path / "nothere.onnx", "cpu")
+
+
+def test_int8_weights_use_seven_bits_and_predictor_convs_stay_float(tmp_path):
+    """reduce_range: per-channel weights in [-64, 64] (7 bits), so VPMADDUBSW's 16-bit pair sums (x86
+    without VNNI) cannot saturate; the class and box predictor convs keep float weights."""
+    from onnx import numpy_helper
+
+    from retina_cli.data.transforms import letterbox_batch
+    from retina_cli.export.quantize import quantize_int8
+
+    ckpt, model = make_checkpoint(tmp_path / "m.pt")
+    path = quantize_int8(export_onnx(ckpt), [letterbox_batch([im], model.cfg.img_size)[0] for im in frames()])
+    graph = onnx.load(str(path)).graph
+    weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(weights) >= 5
+    assert all(w.min() >= -64 and w.max() <= 64 for w in weights)
+    assert min(int(w.min()) for w in weights) == -64 and max(int(w.max()) for w in weights) == 64  # the range is used
+    float_init = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    float_convs = [n.name for n in graph.node if n.op_type == "Conv" and n.input[1] in float_init]
+    assert any("cls_logits" in n for n in float_convs) and any("box_deltas" in n for n in float_convs)
+    assert all("cls_logits" in n or "box_deltas" in n for n in float_convs)  # every other conv is int8
