@@ -255,15 +255,19 @@ def main(argv: list[str] | None = None) -> Path:
         rows.append(row("torchvision RetinaNet, mobilenet_v2 FPN", args.epochs, len(train_records), train_s, res))
     if not args.skip_retina:
         t0 = time.perf_counter()
+        epochs = args.epochs
         if args.retina_checkpoint:
+            from retina_cli.engine.checkpoint import load_checkpoint
+
             last, train_s = Path(args.retina_checkpoint), args.retina_minutes * 60
+            epochs = int(load_checkpoint(last).get("train_config", {}).get("epochs", epochs))  # that run's
         else:
             last = train_retina(args.data, limit, args.img_size, args.epochs, args.weights, args.workers, args.seed,
                                 args.device, out)
             train_s = time.perf_counter() - t0
         res, _ = run_evaluation(last, args.data, split=args.split, workers=args.workers, device=args.device,
                                 project=str(out), name="retina_eval")
-        rows.append(row("retina, mobilenetv2_100", args.epochs, len(train_records), train_s, res))
+        rows.append(row("retina, mobilenetv2_100", epochs, len(train_records), train_s, res))
     title = (f"{Path(args.data).name}: trained on {'train+val' if args.trainval else 'train'}, scored on {args.split}, "
              f"{args.img_size} px, {'ImageNet mobilenet_v2' if args.weights else 'random init'}")
     markdown = table(rows, names, title)

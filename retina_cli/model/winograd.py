@@ -52,16 +52,22 @@ def _kron(m: tuple[tuple[float, ...], ...]) -> Tensor:
     return torch.kron(t, t)  # 2D transform of a tile as one matrix on its flattened values
 
 
-# out -> ((T*T, T*T) input, (out*out, T*T) output tile transforms in float32, (T*T, 9) weight transform in float64)
+# out -> ((T*T, T*T) input, (out*out, T*T) output tile transforms, (T*T, 9) weight transform), exact in float64
 _TRANSFORMS = {m: (_kron(bt).float(), _kron(at).float(), _kron(g)) for m, (bt, g, at) in _MATRICES.items()}
 
 
-def transform_weight(weight: Tensor, out: int = OUT) -> Tensor:
-    """Conv weight ``(K, C, 3, 3)`` -> Winograd-domain weight ``(T*T, C, K)``, T = out + 2 (computed in float64)."""
+def transform_weight(weight: Tensor, out: int = OUT, exact: bool = False) -> Tensor:
+    """Conv weight ``(K, C, 3, 3)`` -> Winograd-domain weight ``(T*T, C, K)``, T = out + 2.
+
+    exact: computed in float64 and rounded once (inference, where it is done once and cached).
+    Otherwise in the weight's dtype with one intermediate of the result's size: training
+    transforms every layer's weight at every step (twice), and a 512-channel layer's result is
+    38 MB, so a float64 intermediate doubled the transient memory of a step's backward pass.
+    """
     k, c = weight.shape[:2]
-    gg = _TRANSFORMS[out][2].to(weight.device)
-    u = weight.detach().double().reshape(k * c, 9) @ gg.T  # (K*C, T*T): G w G^T per channel pair
-    return u.T.reshape(-1, k, c).transpose(1, 2).to(weight.dtype).contiguous()
+    gg = _TRANSFORMS[out][2].to(weight.device, torch.float64 if exact else weight.dtype)
+    u = gg @ weight.detach().to(gg.dtype).reshape(k * c, 9).T  # (T*T, K*C): G w G^T per channel pair
+    return u.view(-1, k, c).transpose(1, 2).to(weight.dtype).contiguous()
 
 
 def _out_of(u: Tensor) -> int:
@@ -155,7 +161,8 @@ class _WinogradFn(torch.autograd.Function):
                 g = g.reshape(n, rb, out, tw, out, k).permute(2, 4, 0, 1, 3, 5).reshape(out * out, -1)  # (o*o, P*K)
                 gm = (ma.T @ g).view(tile * tile, -1, k)  # (T*T, P, K)
                 gu.baddbmm_(_band_tiles(xh, r0, r1, mb, out).transpose(1, 2), gm)  # (T*T, C, K)
-            gw = (gu.transpose(1, 2).reshape(tile * tile, k * c).T @ gg).view(k, c, 3, 3)
+            # G^T gu G per channel pair, read through a transposed view (no copy of gu)
+            gw = (gu.view(tile * tile, c * k).T @ gg).view(c, k, 3, 3).transpose(0, 1).contiguous()
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.sum((0, 2, 3))
         return gx, gw, gb, None
@@ -190,7 +197,7 @@ class WinogradConv2d(nn.Conv2d):
         w = self.weight
         key = (w._version, w.data_ptr(), w.device)
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, transform_weight(w, self.out))
+            self._cache = (key, transform_weight(w, self.out, exact=True))
         return self._cache[1]
 
     def forward(self, x: Tensor) -> Tensor:
