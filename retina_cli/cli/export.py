@@ -7,9 +7,6 @@ from pathlib import Path
 import typer
 
 from retina_cli.cli.app import app, console
-from retina_cli.errors import ConfigError
-
-FORMATS = ("onnx",)
 
 
 @app.command("export")
@@ -25,19 +22,12 @@ def export(
 ) -> None:
     """Export network + box decoding to ONNX (dynamic batch); NMS runs in `retina predict model.onnx`.
     `--int8 --calibration DATA` adds a statically quantised model for onnxruntime's integer kernels."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"--format {fmt!r}: supported formats are {', '.join(FORMATS)}")
-    if int8 and not calibration:
-        raise ConfigError("--int8 needs --calibration DATA: images of the kind the model will see set the int8 ranges")
-    from retina_cli.export.onnx import export_onnx
+    from retina_cli.export.formats import export_model
 
     out_console = console()
-    path = export_onnx(checkpoint, out or None, dynamic_size, opset)
+    done = export_model(checkpoint, fmt, out or None, dynamic_size, opset, int8, calibration, calibration_images)
+    path = done.path
     out_console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); run it with: retina predict {path} SOURCE", highlight=False)
-    if int8:
-        from retina_cli.export.quantize import calibration_batches, quantize_int8
-        from retina_cli.export.runtime import OnnxBackend
-
-        size = OnnxBackend(path, "cpu").model_cfg.img_size
-        q = quantize_int8(path, calibration_batches(calibration, size, calibration_images))
+    if done.int8 is not None:
+        q = done.int8
         out_console.print(f"wrote {q} ({q.stat().st_size / 1e6:.1f} MB, int8, calibrated on {calibration_images} images of {calibration})", highlight=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -12,8 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from retina_cli.cli.app import app, console
-from retina_cli.engine.predict import PredictConfig, PredictSummary, run_predict
-from retina_cli.engine.video import STAGES
+
+if TYPE_CHECKING:  # the engine (torch, OpenCV) loads when the command runs, not for --help
+    from retina_cli.engine.predict import PredictSummary
 
 
 class _Fps(ProgressColumn):
@@ -53,6 +54,8 @@ class RichProgress:
 
 
 def print_summary(summary: PredictSummary, names: tuple[str, ...], profile: bool) -> None:
+    from retina_cli.engine.video import STAGES
+
     out = console()
     total = sum(summary.per_class.values())
     state = "interrupted after" if summary.interrupted else "done:"
@@ -106,6 +109,8 @@ def predict(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary: print only the paths written, one per line."),
 ) -> None:
     """Detect objects in images, folders and videos; writes annotated media, predictions.json and predictions.csv."""
+    from retina_cli.engine.predict import PredictConfig, run_predict
+
     cfg = PredictConfig(
         conf=conf, iou=iou, max_det=max_det, classes=tuple(classes or ()), batch=batch, device=device, backend=backend,
         precision=precision, winograd=winograd, save_media=not no_save_media, save_txt=save_txt, line_width=line_width, codec=codec,

@@ -8,24 +8,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from retina_cli.cli.app import app, console
 from retina_cli.cli.options import parse_floats, parse_levels
 from retina_cli.config import AnchorConfig, LossConfig
-from retina_cli.data import load_dataset
-from retina_cli.data.anchor_fit import BUCKETS, all_anchors, anchor_fit, match_batch, unmatched_table
-from retina_cli.data.detections import group_by_image, read_results
-from retina_cli.data.draw import draw_boxes, draw_title, mosaic, put_label, side_by_side, write_png
-from retina_cli.data.images import is_image, read_image
-from retina_cli.data.records import DetectionDataset, ImageRecord
-from retina_cli.data.runs import next_run_dir
-from retina_cli.data.transforms import letterbox
 from retina_cli.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # numpy, torch and OpenCV load when the command runs, not for --help
+    import numpy as np
+
+    from retina_cli.data.records import DetectionDataset, ImageRecord
 
 
 def _pick(ds: DetectionDataset, split: str, max_images: int) -> list[ImageRecord]:
@@ -36,6 +32,8 @@ def _pick(ds: DetectionDataset, split: str, max_images: int) -> list[ImageRecord
 
 
 def _save(images: list[tuple[str, np.ndarray]], out_dir: Path, as_mosaic: bool, tile: int) -> list[Path]:
+    from retina_cli.data.draw import mosaic, write_png
+
     if not as_mosaic:
         return [write_png(out_dir / f"{Path(name).stem}.png", img) for name, img in images]
     per = 16
@@ -46,12 +44,22 @@ def _save(images: list[tuple[str, np.ndarray]], out_dir: Path, as_mosaic: bool, 
 
 
 def _gt_image(rec: ImageRecord, names: list[str]) -> np.ndarray:
+    from retina_cli.data.draw import draw_boxes
+    from retina_cli.data.images import read_image
+
     return draw_boxes(read_image(rec.path), rec.boxes, rec.labels, names, ignore=rec.ignore)
 
 
 def _anchor_images(ds, records, cfg, levels, img_size, loss) -> list[tuple[str, np.ndarray]]:
     """Letterboxed images with each GT box (thick) and its foreground anchors (thin, same colour);
     GT boxes whose best anchor IoU is below fg_iou get a red "best IoU" label."""
+    import numpy as np
+
+    from retina_cli.data.anchor_fit import all_anchors, match_batch
+    from retina_cli.data.draw import draw_boxes, put_label
+    from retina_cli.data.images import read_image
+    from retina_cli.data.transforms import letterbox
+
     anchors = all_anchors(cfg, levels, img_size)
     out = []
     for start in range(0, len(records), 8):
@@ -78,6 +86,10 @@ def _anchor_images(ds, records, cfg, levels, img_size, loss) -> list[tuple[str, 
 
 
 def _print_anchor_table(ds, records, cfg, levels, img_size, loss) -> None:
+    import numpy as np
+
+    from retina_cli.data.anchor_fit import BUCKETS, anchor_fit, unmatched_table
+
     fit = anchor_fit(records, cfg, levels, img_size, loss.fg_iou, loss.bg_iou)
     table = Table(title=f"GT boxes no anchor matches at IoU >= {loss.fg_iou} ({len(records)} images, "
                         f"sizes in {img_size}px network input)")
@@ -93,6 +105,8 @@ def _print_anchor_table(ds, records, cfg, levels, img_size, loss) -> None:
 
 
 def _images_in(source: Path) -> list[Path]:
+    from retina_cli.data.images import is_image
+
     if source.is_file():
         return [source.absolute()]
     if source.is_dir():
@@ -122,6 +136,9 @@ def viz(
 ) -> None:
     """Draw GT boxes with class names (stable colours per class) into PNGs; --anchors shows anchor
     matching; --detections draws predictions (side by side with --gt). Alias: visualize."""
+    from retina_cli.data import load_dataset
+    from retina_cli.data.runs import next_run_dir
+
     out_dir = out if out is not None else next_run_dir(Path("runs/viz"), None)
     out_dir.mkdir(parents=True, exist_ok=True)
     term = console()
@@ -149,6 +166,13 @@ def viz(
 
 
 def _draw_detections(source, detections, gt, data_format, conf, max_images, out_dir, as_mosaic, tile) -> list[Path]:
+    import numpy as np
+
+    from retina_cli.data import load_dataset
+    from retina_cli.data.detections import group_by_image, read_results
+    from retina_cli.data.draw import draw_boxes, draw_title, side_by_side
+    from retina_cli.data.images import read_image
+
     results = [d for d in read_results(detections) if float(d.get("score", 1.0)) >= conf]
     gt_ds = load_dataset(gt, format=data_format) if gt is not None else None
     images = _images_in(source)

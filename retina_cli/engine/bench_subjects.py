@@ -101,7 +101,7 @@ def retina_subject(
 
     def forward(_):
         with torch.autocast(**autocast):
-            return trainer.model(trainer.normalize(x_train.float()))
+            return trainer.raw_outputs(x_train.float())
 
     def loss(outputs):
         losses = trainer.loss(*outputs, gt)

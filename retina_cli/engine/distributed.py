@@ -64,6 +64,21 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def broadcast_tensor(t: torch.Tensor) -> torch.Tensor:
+    """Rank 0's ``t`` on every rank (identity when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        t = t.clone()
+        dist.broadcast(t, src=0)
+    return t
+
+
+def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over ranks and divided by their number (identity when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return all_reduce_sum(t) / dist.get_world_size()
+    return t
+
+
 def broadcast_object(obj):
     """Rank 0's ``obj`` on every rank."""
     if dist.is_available() and dist.is_initialized():

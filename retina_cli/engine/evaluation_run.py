@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 
-from retina_cli.engine.checkpoint import configs_from_checkpoint, model_from_checkpoint
-from retina_cli.engine.detector import InferenceModel, prepare_inference
-from retina_cli.engine.distributed import select_device
+from retina_cli.config import PostprocessConfig
+from retina_cli.engine.detector import InferenceModel
 from retina_cli.engine.evaluate import EvalResult, evaluate_records
-from retina_cli.errors import ConfigError, DataError
+from retina_cli.errors import DataError
 
 
 def align_classes(records: list[Any], data_classes: list[str], model_classes: tuple[str, ...], data: str) -> list[Any]:
@@ -34,70 +32,87 @@ def align_classes(records: list[Any], data_classes: list[str], model_classes: tu
     return [replace(r, labels=lut[r.labels]) for r in records]
 
 
-def run_evaluation(
-    checkpoint: Path, data: str, split: str = "val", data_format: str = "auto", batch_size: int = 8, workers: int = 2,
-    conf: float | None = None, iou: float | None = None, max_det: int | None = None, device: str = "auto",
-    precision: str = "fp32", project: str = "runs/eval", name: str = "", console: Console | None = None,
-    winograd: bool = True,
-) -> tuple[EvalResult, Path]:
+@dataclass
+class Evaluation:
+    """An evaluated split: the COCO result and the records it was scored on (image id ``i + 1`` is ``records[i]``)."""
+
+    result: EvalResult
+    records: list[Any]
+    class_names: tuple[str, ...]
+    split: str
+
+
+def evaluate_backend(
+    backend: Any, data: str, split: str = "val", data_format: str = "auto", batch_size: int = 8, workers: int = 2,
+    post_cfg: PostprocessConfig | None = None, progress: Any = None,
+) -> Evaluation:
+    """COCO metrics of a loaded predict backend (:func:`retina_cli.engine.predict.load_backend`) on a split.
+
+    The one evaluation path of ``retina eval``, :meth:`retina_cli.Detector.val` and
+    :func:`run_evaluation`. A torch backend's prepared model runs through InferenceModel (autocast
+    when its precision is bf16); an ONNX backend through OnnxDetector on the CPU side. post_cfg:
+    None uses the backend's. progress: ``start(name, total)`` / ``advance(n)`` / ``stop()`` or None.
+    """
     from retina_cli.data import load_dataset
     from retina_cli.data.loader import make_loader
-    from retina_cli.data.runs import next_run_dir
 
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
-    dev = select_device(device)
-    if Path(checkpoint).suffix.lower() == ".onnx":
-        if precision != "fp32":
-            raise ConfigError(f"{checkpoint}: --precision {precision} is for checkpoints; an ONNX model runs as exported")
-        from retina_cli.export.runtime import OnnxBackend
-
-        backend = OnnxBackend(checkpoint, "cpu" if dev.type == "cpu" else "auto")
-        model, model_cfg, post_cfg = None, backend.model_cfg, backend.post_cfg
-    else:
-        model, ckpt = model_from_checkpoint(checkpoint)
-        model_cfg, _, post_cfg = configs_from_checkpoint(ckpt)
-    post_cfg = replace(
-        post_cfg,
-        score_thresh=post_cfg.score_thresh if conf is None else conf,
-        nms_thresh=post_cfg.nms_thresh if iou is None else iou,
-        max_det=post_cfg.max_det if max_det is None else max_det,
-    )
+    post_cfg = post_cfg or backend.post_cfg
+    model_cfg = backend.model_cfg
     dataset = load_dataset(data, data_format)
     if split not in dataset.splits or not dataset.splits[split]:
         raise DataError(f"{data}: no images in split {split!r} (splits: {', '.join(k for k, v in dataset.splits.items() if v)})")
     records = align_classes(dataset.splits[split], dataset.class_names, model_cfg.class_names, data)
-    if model is None:
+    if backend.name == "torch":
+        infer, dev = InferenceModel(backend.model, post_cfg).eval(), backend.device
+        autocast = torch.bfloat16 if backend.precision == "bf16" else None
+    else:
         from retina_cli.export.runtime import OnnxDetector
 
-        infer, dev = OnnxDetector(backend, post_cfg), torch.device("cpu")  # inputs go to onnxruntime from the CPU
-    else:
-        infer = InferenceModel(prepare_inference(model, dev, precision, winograd), post_cfg).eval()
+        infer, dev, autocast = OnnxDetector(backend, post_cfg), torch.device("cpu"), None  # inputs go to onnxruntime from the CPU
     loader = make_loader(records, model_cfg.img_size, batch_size, train=False, workers=workers)
-    autocast = torch.bfloat16 if precision == "bf16" else None
-    if console is not None:
-        from rich.progress import Progress
-
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task(f"eval {split}", total=len(records))
-            res = evaluate_records(infer, loader, records, model_cfg.class_names, dev, autocast,
-                                   progress=lambda: progress.advance(task))
-    else:
+    if progress is None:
         res = evaluate_records(infer, loader, records, model_cfg.class_names, dev, autocast)
-    results = res.detections
+    else:
+        progress.start(f"eval {split}", len(records))
+        try:
+            res = evaluate_records(infer, loader, records, model_cfg.class_names, dev, autocast, progress=lambda: progress.advance(1))
+        finally:
+            progress.stop()
+    return Evaluation(res, list(records), tuple(model_cfg.class_names), split)
 
-    run_dir = next_run_dir(Path(project), name or None)
+
+def write_evaluation(ev: Evaluation, run_dir: Path, model_path: str | Path, data: str) -> None:
+    """metrics.json, detections.json (COCO results with file names) and pr_curves.png into ``run_dir``."""
+    res = ev.result
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(
-        {"checkpoint": str(checkpoint), "data": str(data), "split": split, "images": len(records),
+        {"checkpoint": str(model_path), "data": str(data), "split": ev.split, "images": len(ev.records),
          "metrics": res.metrics, "per_class": res.per_class}, indent=2))
-    for r in results:  # name the image as well as its id, so the file stands on its own
-        r["file_name"] = str(records[r["image_id"] - 1].path)
-    (run_dir / "detections.json").write_text(json.dumps(results))
+    detections = [{**r, "file_name": str(ev.records[r["image_id"] - 1].path)} for r in res.detections]
+    (run_dir / "detections.json").write_text(json.dumps(detections))  # names the image too: the file stands on its own
     if res.precision is not None:
         try:
             from retina_cli.engine.plots import plot_pr_curves
 
-            plot_pr_curves(res.precision, model_cfg.class_names, run_dir / "pr_curves.png")
+            plot_pr_curves(res.precision, ev.class_names, run_dir / "pr_curves.png")
         except ImportError:
             pass
-    return res, run_dir
+
+
+def run_evaluation(
+    checkpoint: Path, data: str, split: str = "val", data_format: str = "auto", batch_size: int = 8, workers: int = 2,
+    conf: float | None = None, iou: float | None = None, max_det: int | None = None, device: str = "auto",
+    precision: str = "fp32", project: str = "runs/eval", name: str = "", progress: Any = None,
+    winograd: bool = True,
+) -> tuple[EvalResult, Path]:
+    """Load ``checkpoint`` (.pt or .onnx), :func:`evaluate_backend`, write into the next run folder of
+    ``project``. progress: as in evaluate_backend (``retina_cli.cli.progress.TransientBar`` in the CLI)."""
+    from retina_cli.data.runs import next_run_dir
+    from retina_cli.engine.predict import load_backend, override_postprocess
+
+    backend = load_backend(checkpoint, "auto", device, precision, winograd=winograd)
+    post_cfg = override_postprocess(backend.post_cfg, conf, iou, max_det)
+    ev = evaluate_backend(backend, data, split, data_format, batch_size, workers, post_cfg, progress)
+    run_dir = next_run_dir(Path(project), name or None)
+    write_evaluation(ev, run_dir, checkpoint, data)
+    return ev.result, run_dir

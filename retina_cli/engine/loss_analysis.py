@@ -36,12 +36,10 @@ import torch
 from rich.console import Console
 from torch import Tensor
 
-from retina_cli.boxes.anchors import AnchorCache
 from retina_cli.boxes.matcher import BACKGROUND
 from retina_cli.config import LossConfig
-from retina_cli.engine.detector import Normalize
+from retina_cli.engine.detector import DenseDetector
 from retina_cli.losses import assign_targets, sigmoid_focal_loss
-from retina_cli.model.head import flatten_level
 from retina_cli.model.retinanet import RetinaNet
 
 HARDEST = (0.01, 0.10)
@@ -170,8 +168,7 @@ def collect_logits(
     ``q = min(1, max_negatives / (num_images * R * K))`` before the first one is drawn.
     """
     model.eval()
-    normalize = Normalize(model.cfg.mean, model.cfg.std).to(device)
-    anchor_cache = AnchorCache(model.cfg.anchors, model.cfg.levels)
+    detector = DenseDetector(model).to(device)
     k = model.cfg.num_classes
     gen = torch.Generator().manual_seed(seed)
     positives: list[Tensor] = []
@@ -182,9 +179,8 @@ def collect_logits(
     for images, targets, _metas in loader:
         images = images.to(device).float()
         targets = targets.to(device)
-        cls_out, _box_out = model(normalize(images))
-        cls_logits = torch.cat([flatten_level(c, k) for c in cls_out], dim=1).float()  # (N, R, K)
-        anchors = torch.cat(anchor_cache([(int(c.shape[-2]), int(c.shape[-1])) for c in cls_out], device))  # (R, 4)
+        cls_logits, _box_deltas, anchors = detector.dense(*detector.raw_outputs(images))  # (N, R, K), (R, 4)
+        cls_logits = cls_logits.float()
         assigned = assign_targets(anchors, targets.boxes, targets.labels, targets.valid, loss_cfg, k, targets.ignore)
         if seen == 0:
             keep_prob = min(1.0, max_negatives / max(num_images * anchors.shape[0] * k, 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -24,9 +25,19 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
+# a warm-up never takes more than this share of the run: a 100-iteration warm-up in a 150-iteration
+# run would otherwise leave no time at the full learning rate
+WARMUP_MAX_SHARE = 0.2
+
+
+def warmup_length(total: int, cfg: TrainConfig) -> int:
+    """Warm-up iterations for a run of ``total``: ``cfg.warmup_iters``, at most a fifth of the run."""
+    return min(cfg.warmup_iters, int(total * WARMUP_MAX_SHARE))
+
+
 def lr_factor(it: int, total: int, cfg: TrainConfig) -> float:
     """Multiplier of the base lr at iteration ``it`` of ``total``."""
-    warm = min(cfg.warmup_iters, max(total - 1, 0))
+    warm = warmup_length(total, cfg)
     if it < warm:
         alpha = it / warm
         return cfg.warmup_factor * (1 - alpha) + alpha
@@ -38,8 +49,13 @@ def lr_factor(it: int, total: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, total_iters: int, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, total_iters, cfg))
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, total_iters: int | Callable[[], int], cfg: TrainConfig,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration schedule over ``total_iters``; a callable is asked at every step, so a time
+    budget can correct the length of the run as it goes."""
+    total = total_iters if callable(total_iters) else (lambda: total_iters)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, total(), cfg))
 
 
 class ModelEma:

@@ -6,6 +6,11 @@ backend -> :class:`~retina_cli.postprocess.Candidates`, then the shared
 boxes come back in original image pixels. Video frames go through the threaded pipeline of
 :mod:`retina_cli.engine.video`; so do image files (decoding and saving overlap the network too).
 
+One inference path for the CLI and the Python API (:mod:`retina_cli.api`): both get their
+:class:`Predictor` from :func:`make_predictor` and their per-frame
+:class:`~retina_cli.api.results.Result` objects from :meth:`Predictor.results`; ``predictions.json``,
+the CSV, the txt labels and the annotated media are written from those Results.
+
 Under torchrun (WORLD_SIZE > 1) each rank takes every ``world``-th source, writes its rows to a
 part file, and rank 0 merges them into ``predictions.json`` / ``predictions.csv``.
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
@@ -23,10 +28,10 @@ import cv2
 import numpy as np
 import torch
 
+from retina_cli.api.results import Result
 from retina_cli.config import ModelConfig, PostprocessConfig
 from retina_cli.data.transforms import boxes_from_letterbox, letterbox_batch
 from retina_cli.engine import writers
-from retina_cli.data.draw import draw_boxes
 from retina_cli.engine.sources import Frame, Source, SourceError, VideoReader, iter_images, resolve_sources
 from retina_cli.engine.video import StageTimer, run_pipeline
 from retina_cli.errors import ConfigError
@@ -92,8 +97,7 @@ class TorchBackend:
         self, model: torch.nn.Module, post_cfg: PostprocessConfig, device: torch.device, precision: str = "fp32",
         winograd: bool = True,
     ) -> None:
-        from retina_cli.engine.detector import prepare_inference
-        from retina_cli.export.graph import DecodingDetector
+        from retina_cli.engine.detector import DecodingDetector, prepare_inference
 
         self.model_cfg: ModelConfig = model.cfg
         self.post_cfg = post_cfg
@@ -101,7 +105,9 @@ class TorchBackend:
         self.precision = precision
         # the letterboxed NHWC batch permuted to NCHW already has the channels-last strides
         # prepare_inference gives the weights
-        self.det = DecodingDetector(prepare_inference(model, device, precision, winograd), post_cfg.topk).to(device).eval()
+        # the prepared model is kept: evaluation (engine.evaluation_run) runs it through InferenceModel
+        self.model = prepare_inference(model, device, precision, winograd)
+        self.det = DecodingDetector(self.model, post_cfg.topk).to(device).eval()
 
     @torch.inference_mode()
     def candidates(self, batch: np.ndarray) -> Candidates:
@@ -118,6 +124,10 @@ def load_backend(
     winograd: bool = True,
 ) -> Backend:
     """A checkpoint (.pt) -> TorchBackend; an exported model (.onnx) -> the onnxruntime backend."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: expected fp32 or bf16")
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     path = Path(path)
     use_onnx = backend == "onnxruntime" or (backend == "auto" and path.suffix.lower() == ".onnx")
     if use_onnx:
@@ -139,6 +149,22 @@ def load_backend(
     if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"--precision bf16: {dev} does not support bfloat16 (use fp32)")
     return TorchBackend(model, post_cfg, dev, precision, winograd)
+
+
+def class_names(model_cfg: ModelConfig) -> tuple[str, ...]:
+    """The model's class names; ``"0"``, ``"1"``, ... for a model trained without names."""
+    return tuple(model_cfg.class_names) or tuple(str(i) for i in range(model_cfg.num_classes))
+
+
+def override_postprocess(post: PostprocessConfig, conf: float | None = None, iou: float | None = None,
+                         max_det: int | None = None) -> PostprocessConfig:
+    """``post`` with the score threshold, NMS IoU and per-image cap replaced where given (None keeps)."""
+    return replace(
+        post,
+        score_thresh=post.score_thresh if conf is None else conf,
+        nms_thresh=post.nms_thresh if iou is None else iou,
+        max_det=post.max_det if max_det is None else max_det,
+    )
 
 
 def parse_classes(classes: Sequence[str], names: Sequence[str], num_classes: int) -> list[int] | None:
@@ -174,8 +200,21 @@ class Predictor:
         self.backend = backend
         self.post_cfg = post_cfg
         self.size = backend.model_cfg.img_size
+        self.names = class_names(backend.model_cfg)
         self.classes = torch.tensor(classes, dtype=torch.int64) if classes is not None else None
         self.timer = timer or StageTimer()
+
+    def results(self, frames: Sequence[Frame]) -> list[Result]:
+        """Decoded frames -> one :class:`Result` per frame (what the API returns and the CLI writes).
+
+        A frame whose source kind is "array" (an in-memory picture given to the API) has no path.
+        """
+        out = self([f.image for f in frames])
+        return [
+            Result(r.boxes, r.scores, r.labels, self.names, f.image.shape[:2],
+                   path=None if f.source.kind == "array" else f.source.spec, frame=f.index, image=f.image)
+            for f, r in zip(frames, out)
+        ]
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[FrameResult]:
         """images: ``(H_i, W_i, 3)`` uint8 BGR."""
@@ -193,6 +232,17 @@ class Predictor:
                 boxes = boxes_from_letterbox(det.boxes.float().cpu(), meta)
                 out.append(FrameResult(boxes.numpy(), det.scores.float().cpu().numpy(), det.labels.cpu().numpy()))
         return out
+
+
+def make_predictor(
+    backend: Backend, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+    classes: Sequence[str | int] | None = None, timer: StageTimer | None = None,
+) -> Predictor:
+    """The backend with its checkpoint's post-processing, overridden where given (None keeps), and
+    a class filter (names or 0-based ids; empty or None keeps all)."""
+    post = override_postprocess(backend.post_cfg, conf, iou, max_det)
+    ids = parse_classes([str(c) for c in classes or ()], class_names(backend.model_cfg), backend.model_cfg.num_classes)
+    return Predictor(backend, post, ids, timer)
 
 
 @dataclass
@@ -236,26 +286,25 @@ class _Job:
         if cfg.save_txt:
             self.labels_dir.mkdir(parents=True, exist_ok=True)
 
-    def record(self, frames: list[Frame], results: list[FrameResult]) -> None:
+    def record(self, frames: list[Frame], results: list[Result]) -> None:
         for frame, res in zip(frames, results):
             src = frame.source
-            self.rows.extend(writers.detection_rows(src.index, src.spec, frame.index, res.boxes, res.scores, res.labels, self.names))
-            self.summary.per_class.update(res.labels.tolist())
+            self.rows.extend(writers.detection_rows(src.index, src.spec, res.frame, res.boxes, res.scores, res.class_ids, res.names))
+            self.summary.per_class.update(res.class_ids.tolist())
             if self.cfg.save_txt:
-                stem = src.stem if not src.is_video else f"{src.stem}_{frame.index}"
-                h, w = frame.image.shape[:2]
-                writers.write_yolo_txt(self.labels_dir / f"{stem}.txt", res.boxes, res.labels, w, h)
+                stem = src.stem if not src.is_video else f"{src.stem}_{res.frame}"
+                h, w = res.orig_shape
+                writers.write_yolo_txt(self.labels_dir / f"{stem}.txt", res.boxes, res.class_ids, w, h)
         self.summary.frames += len(frames)
 
-    def draw(self, frame: Frame, res: FrameResult) -> np.ndarray:
-        """The frame with its boxes, ``(H, W, 3)`` uint8 BGR (a copy; data.draw works in RGB)."""
+    def draw(self, frame: Frame, res: Result) -> np.ndarray:
+        """The frame with its boxes, ``(H, W, 3)`` uint8 BGR (a copy)."""
         with self.summary.timer("draw"):
-            rgb = draw_boxes(frame.image[:, :, ::-1], res.boxes, res.labels, self.names, res.scores, lw=self.cfg.line_width or None)
-            return np.ascontiguousarray(rgb[:, :, ::-1])
+            return res.plot(line_width=self.cfg.line_width or None)
 
 
 def _predict_images(sources: list[Source], predictor: Predictor, job: _Job, progress: Progress, warn: Callable[[str], None]) -> None:
-    def sink(frame: Frame, res: FrameResult) -> None:
+    def sink(frame: Frame, res: Result) -> None:
         image = job.draw(frame, res)
         path = writers.unique_path(job.out_dir, Path(frame.source.spec).name, job.taken)
         with job.summary.timer("encode"):
@@ -269,7 +318,7 @@ def _predict_images(sources: list[Source], predictor: Predictor, job: _Job, prog
 
     progress.start("images", len(sources))
     run_pipeline(
-        iter_images(sources, skipped), lambda frames: predictor([f.image for f in frames]),
+        iter_images(sources, skipped), predictor.results,
         sink if job.cfg.save_media else (lambda f, r: None), job.cfg.batch, job.summary.timer,
         on_batch=lambda frames, results: (job.record(frames, results), progress.advance(len(frames))),
     )
@@ -284,7 +333,7 @@ def _predict_video(source: Source, predictor: Predictor, job: _Job, progress: Pr
         video_writer = writers.VideoWriter(path, info.fps, info.width, info.height, job.cfg.codec)
         job.summary.media.append(path)
 
-    def sink(frame: Frame, res: FrameResult) -> None:
+    def sink(frame: Frame, res: Result) -> None:
         image = job.draw(frame, res)
         with job.summary.timer("encode"):
             video_writer.write(image)
@@ -292,7 +341,7 @@ def _predict_video(source: Source, predictor: Predictor, job: _Job, progress: Pr
     progress.start(Path(source.spec).name if source.kind == "video" else source.spec, info.frames)
     try:
         run_pipeline(
-            reader, lambda frames: predictor([f.image for f in frames]),
+            reader, predictor.results,
             sink if video_writer is not None else (lambda f, r: None), job.cfg.batch, job.summary.timer,
             on_batch=lambda frames, results: (job.record(frames, results), progress.advance(len(frames))),
         )
@@ -322,19 +371,11 @@ def run_predict(
     try:
         sources = resolve_sources(source)
         backend = load_backend(model_path, cfg.backend, cfg.device, cfg.precision, info.local_rank, cfg.winograd)
-        post = backend.post_cfg
-        post = PostprocessConfig(
-            score_thresh=post.score_thresh if cfg.conf is None else cfg.conf,
-            nms_thresh=post.nms_thresh if cfg.iou is None else cfg.iou,
-            topk=post.topk,
-            max_det=post.max_det if cfg.max_det is None else cfg.max_det,
-        )
-        names = backend.model_cfg.class_names or tuple(str(i) for i in range(backend.model_cfg.num_classes))
-        classes = parse_classes(cfg.classes, names, backend.model_cfg.num_classes)
+        timer = StageTimer()
+        predictor = make_predictor(backend, cfg.conf, cfg.iou, cfg.max_det, cfg.classes, timer)
         out_dir = dist.broadcast_object(_out_dir(cfg) if info.is_main else None)
-        summary = PredictSummary(out_dir, tuple(names))
-        predictor = Predictor(backend, post, classes, summary.timer)
-        job = _Job(cfg, names, out_dir, summary)
+        summary = PredictSummary(out_dir, predictor.names, timer=timer)
+        job = _Job(cfg, predictor.names, out_dir, summary)
         mine = sources[info.rank :: info.world_size]
         t0 = time.perf_counter()
         try:

@@ -4,6 +4,7 @@ DDP under torchrun, EMA, AMP, non-finite-loss guard and Ctrl-C handling."""
 from __future__ import annotations
 
 import csv
+import math
 import random
 import time
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from retina_cli.config import LossConfig, ModelConfig, PostprocessConfig, TrainC
 from retina_cli.data.loader import make_loader
 from retina_cli.data.transforms import AugmentConfig
 from retina_cli.engine import distributed as dist_utils
+from retina_cli.engine.budget import TimeBudget
 from retina_cli.engine.checkpoint import configs_from_checkpoint, load_checkpoint, save_checkpoint
 from retina_cli.engine.detector import InferenceModel, TrainingModel
 from retina_cli.engine.evaluate import EvalResult, evaluate_records
@@ -43,6 +45,7 @@ class TrainResult:
     best_ap50: float
     epochs_done: int
     last_eval: EvalResult | None
+    stop_reason: str = ""  # why training ended before --epochs (patience, time budget); "" otherwise
 
 
 def rng_state() -> dict[str, Any]:
@@ -115,6 +118,8 @@ class Trainer:
         dist: dist_utils.DistInfo,
         console: Console | None = None,
         resume: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        started: float | None = None,
     ) -> None:
         self.model = model.to(device)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -158,9 +163,16 @@ class Trainer:
             if self.val_records else None
         )
         self.iters_per_epoch = len(self.train_loader)
-        self.total_iters = self.iters_per_epoch * cfg.epochs
+        # with --time the budget sets (and keeps correcting) the length of the run; --epochs caps it
+        self.max_iters = self.iters_per_epoch * cfg.epochs if cfg.epochs else None
+        self.total_iters = self.max_iters or self.iters_per_epoch * 100
+        self.clock = clock
+        self.budget = None
+        if cfg.time > 0:
+            spent = float(resume.get("elapsed_s", 0.0)) if resume else (clock() - started if started is not None else 0.0)
+            self.budget = TimeBudget(cfg.time * 60.0, clock, spent=spent)
         self.optimizer = build_optimizer(self.train_model, cfg)
-        self.scheduler = build_scheduler(self.optimizer, self.total_iters, cfg)
+        self.scheduler = build_scheduler(self.optimizer, lambda: self.total_iters, cfg)
         self.use_amp = cfg.amp
         self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
@@ -168,6 +180,8 @@ class Trainer:
         self.start_epoch = 0
         self.best_ap = -1.0
         self.best_ap50 = -1.0
+        self.stale_validations = 0  # validations since the best one (--patience)
+        self.stop_reason = ""
         self.history: list[dict[str, float]] = []
         self.tb = None
         self._steps_since_save = 0
@@ -190,6 +204,9 @@ class Trainer:
             "rng": rng_state(),
             "best_ap": self.best_ap,
             "best_ap50": self.best_ap50,
+            "stale_validations": self.stale_validations,
+            "total_iters": self.total_iters,
+            "elapsed_s": self.budget.elapsed() if self.budget else 0.0,
             "history": self.history,
         }
 
@@ -197,6 +214,13 @@ class Trainer:
         return self.ema.module if self.ema else self.model
 
     def save(self, name: str, epoch: int, epoch_complete: bool = True) -> Path:
+        t0 = self.clock()
+        path = self._save(name, epoch, epoch_complete)
+        if self.budget is not None:
+            self.budget.record_save(self.clock() - t0)
+        return path
+
+    def _save(self, name: str, epoch: int, epoch_complete: bool) -> Path:
         path = self.run_dir / name
         self._steps_since_save = 0  # before the write: a Ctrl-C held during it is raised at its end
         # "model" holds the weights to run (EMA when on); "train_model" the raw weights to resume from
@@ -217,6 +241,9 @@ class Trainer:
         self.best_ap = float(ckpt.get("best_ap", -1.0))
         self.best_ap50 = float(ckpt.get("best_ap50", -1.0))
         self.history = list(ckpt.get("history", []))
+        self.stale_validations = int(ckpt.get("stale_validations", 0))
+        if self.budget is not None:  # the budget's latest estimate; with epochs the length is known
+            self.total_iters = int(ckpt.get("total_iters", self.total_iters))
         # an interrupted epoch is run again from its start state's schedule position
         self.start_epoch = int(ckpt["epoch"]) + (1 if ckpt.get("epoch_complete", True) else 0)
         if ckpt.get("epoch_complete", True):
@@ -254,10 +281,17 @@ class Trainer:
         epoch = self.start_epoch
         if self.dist.is_main and cfg.tensorboard:
             self.tb = _tensorboard_writer(self.run_dir, self.console)
+        epochs_done = self.start_epoch
         try:
-            for epoch in range(self.start_epoch, cfg.epochs):
-                stats = self._train_epoch(epoch)
-                last_eval = self._end_epoch(epoch, stats)
+            epoch = self.start_epoch
+            while not self._done(epoch):
+                stats, budget_spent = self._train_epoch(epoch)
+                last = budget_spent or self._done(epoch + 1)
+                last_eval = self._end_epoch(epoch, stats, last)
+                epochs_done = epoch + 1
+                if last or self.stop_reason:
+                    break
+                epoch += 1
         except KeyboardInterrupt:
             if self.dist.is_main:
                 path = self.run_dir / "last.pt"
@@ -268,18 +302,53 @@ class Trainer:
         finally:
             if self.tb is not None:
                 self.tb.close()
-        return TrainResult(self.run_dir, self.best_ap, self.best_ap50, cfg.epochs, last_eval)
+        return TrainResult(self.run_dir, self.best_ap, self.best_ap50, epochs_done, last_eval, self.stop_reason)
 
-    def _train_epoch(self, epoch: int) -> dict[str, float]:
+    def _done(self, next_epoch: int) -> bool:
+        """Nothing left to train before ``next_epoch``: the epochs asked for are done, or (with a
+        time budget) the iterations that fit in it."""
+        if self.cfg.epochs and next_epoch >= self.cfg.epochs:
+            return True
+        return self.budget is not None and self.scheduler.last_epoch >= self.total_iters
+
+    def _epoch_label(self, epoch: int) -> str:
+        if self.budget is None:
+            return f"{epoch + 1}/{self.cfg.epochs}"
+        expected = max(math.ceil(self.total_iters / max(self.iters_per_epoch, 1)), epoch + 1)
+        return f"{epoch + 1}/~{expected}"
+
+    def _update_budget(self, step_seconds: float) -> bool:
+        """After a step: correct the run's length from the budget; True when it is spent.
+        Rank 0 decides and every rank follows, so all ranks stop at the same step."""
+        if self.budget is None:
+            return False
+        self.budget.record_step(step_seconds)
+        val_images = len(self.val_records)
+        left = self.budget.iterations_left(self.iters_per_epoch, val_images, self.cfg.val_interval, self.cfg.batch_size)
+        done = self.scheduler.last_epoch
+        total = self.total_iters if left is None else done + left
+        if self.max_iters is not None:
+            total = min(total, self.max_iters)
+        spent = self.budget.exhausted(val_images, self.cfg.batch_size) or done >= total
+        if self.dist.enabled:
+            decision = dist_utils.broadcast_tensor(torch.tensor([total, int(spent)], dtype=torch.int64))
+            total, spent = int(decision[0]), bool(decision[1])
+        self.total_iters = max(total, done)
+        return spent
+
+    def _train_epoch(self, epoch: int) -> tuple[dict[str, float], bool]:
+        """One pass over the training split (or until the time budget is spent) -> (stats, spent)."""
         cfg = self.cfg
         self.train_model.train()  # frozen BatchNorm (see __init__) stays frozen in train mode
         # order and augmentation are functions of (seed, epoch) alone, so a resumed run sees the same data
         self.train_loader.sampler.set_epoch(epoch)
         sums = torch.zeros(4, dtype=torch.float64)  # loss, cls, box, images
         bad_steps = 0
+        spent = False
         t0 = time.perf_counter()
+        t_step = self.clock()
         with self._progress() as progress:
-            task = progress.add_task("train", total=self.iters_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}",
+            task = progress.add_task("train", total=self.iters_per_epoch, epoch=self._epoch_label(epoch),
                                      loss=0.0, cls=0.0, box=0.0, lr=self.optimizer.param_groups[0]["lr"], ips=0.0)
             for images, targets, _metas in self.train_loader:
                 images = images.to(self.device, non_blocking=True).float().contiguous(memory_format=self.memory_format)
@@ -318,20 +387,27 @@ class Trainer:
                 progress.update(task, advance=1, loss=sums[0].item() / sums[3].item(), cls=sums[1].item() / sums[3].item(),
                                 box=sums[2].item() / sums[3].item(), lr=self.optimizer.param_groups[0]["lr"],
                                 ips=sums[3].item() * self.dist.world_size / max(elapsed, 1e-9))
+                now = self.clock()
+                spent = self._update_budget(now - t_step)
+                t_step = now
+                if spent:
+                    break
         sums = dist_utils.all_reduce_sum(sums)
         elapsed = time.perf_counter() - t0
         images_seen = max(sums[3].item(), 1.0)
         return {
             "loss": sums[0].item() / images_seen, "cls": sums[1].item() / images_seen, "box": sums[2].item() / images_seen,
             "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": images_seen / max(elapsed, 1e-9), "epoch_s": elapsed,
-        }
+        }, spent
 
-    def _end_epoch(self, epoch: int, stats: dict[str, float]) -> EvalResult | None:
+    def _end_epoch(self, epoch: int, stats: dict[str, float], last: bool) -> EvalResult | None:
         cfg = self.cfg
         result = None
-        last = epoch + 1 == cfg.epochs
         if self.dist.is_main and ((epoch + 1) % cfg.val_interval == 0 or last):
+            t0 = self.clock()
             result = self.evaluate()
+            if self.budget is not None and result is not None:
+                self.budget.record_validation(self.clock() - t0, len(self.val_records))
         row = {"epoch": epoch + 1, **stats, "AP": -1.0, "AP50": -1.0, "AP75": -1.0}
         if result is not None:
             row.update(AP=result.metrics["AP"], AP50=result.metrics["AP50"], AP75=result.metrics["AP75"])
@@ -340,11 +416,19 @@ class Trainer:
             improved = result is not None and result.metrics["AP"] > self.best_ap
             if improved:
                 self.best_ap, self.best_ap50 = result.metrics["AP"], result.metrics["AP50"]
+                self.stale_validations = 0
+            elif result is not None:
+                self.stale_validations += 1
+            if cfg.patience and self.stale_validations >= cfg.patience and not last:
+                self.stop_reason = (f"val mAP has not improved for {self.stale_validations} validations "
+                                    f"(--patience {cfg.patience}); best {self.best_ap:.4f}")
+            elif last and self.budget is not None:
+                self.stop_reason = f"time budget of {cfg.time:g} min ({self.budget.elapsed() / 60:.1f} min used)"
             self.save("last.pt", epoch)
             if improved or (result is None and last):
                 self.save("best.pt", epoch)
             self._write_metrics()
-            msg = (f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.4f} (cls {stats['cls']:.4f}, box {stats['box']:.4f}), "
+            msg = (f"epoch {self._epoch_label(epoch) if not last else f'{epoch + 1}/{epoch + 1}'}: loss {stats['loss']:.4f} (cls {stats['cls']:.4f}, box {stats['box']:.4f}), "
                    f"{stats['images_per_s']:.1f} img/s")
             if result is not None:
                 msg += f", val mAP {result.metrics['AP']:.4f}, mAP50 {result.metrics['AP50']:.4f}" + (" [green](best)[/]" if improved else "")
@@ -353,6 +437,9 @@ class Trainer:
                 for k, v in row.items():
                     if k != "epoch" and v != -1.0:
                         self.tb.add_scalar(k, v, epoch + 1)
+            if self.stop_reason and not last:
+                self.console.print(f"early stop: {self.stop_reason}", highlight=False)
+        self.stop_reason = dist_utils.broadcast_object(self.stop_reason)
         dist_utils.barrier()
         return result
 
@@ -392,13 +479,17 @@ def prepare_training(
     resume: str | None = None,
     console: Console | None = None,
     on_dataset: Callable[[Any], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    started: float | None = None,
 ) -> Trainer:
     """Everything before the first step: process group, device, dataset, model, run folder.
 
     With ``resume`` the configs come from the checkpoint (``cfg.epochs`` may extend the run) and
     the run continues in the checkpoint's folder. ``model_cfg`` without class names gets the
-    dataset's.
+    dataset's. ``started``: the ``clock()`` time the run began (a ``--time`` budget counts from
+    it; default: now).
     """
+    started = clock() if started is None else started
     from retina_cli.data import load_dataset
     from retina_cli.data.runs import next_run_dir
 
@@ -445,7 +536,8 @@ def prepare_training(
     seed_everything(cfg.seed + dist.rank)
     if dist.is_main and ckpt is None:
         _write_resolved_config(run_dir, model_cfg, loss_cfg, post_cfg, cfg)
-    return Trainer(model, loss_cfg, post_cfg, cfg, dataset, run_dir, device, dist, console, resume=ckpt)
+    return Trainer(model, loss_cfg, post_cfg, cfg, dataset, run_dir, device, dist, console, resume=ckpt,
+                   clock=clock, started=started)
 
 
 def _write_resolved_config(run_dir: Path, model_cfg: ModelConfig, loss_cfg: LossConfig, post_cfg: PostprocessConfig, cfg: TrainConfig) -> None:

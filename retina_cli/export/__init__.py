@@ -2,7 +2,7 @@
 
 What is in the graph: normalisation (input is 0..255 float RGB ``images (N, 3, S, S)``), the
 network, the per-level top-k over (anchor, class) pairs and the box decoding
-(:class:`~retina_cli.export.graph.DecodingDetector`). Outputs, with ``C = sum_l min(topk, R_l * K)``:
+(:class:`~retina_cli.engine.detector.DecodingDetector`). Outputs, with ``C = sum_l min(topk, R_l * K)``:
 
 - ``scores (N, C)`` float32 sigmoid probabilities,
 - ``labels (N, C)`` int64 0-based class ids,

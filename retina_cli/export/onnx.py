@@ -14,8 +14,9 @@ import torch
 
 from retina_cli.config import to_dict
 from retina_cli.engine.checkpoint import configs_from_checkpoint, model_from_checkpoint
+from retina_cli.engine.detector import DecodingDetector
 from retina_cli.export import METADATA_FORMAT, METADATA_KEY, ExportError, require
-from retina_cli.export.graph import DecodingDetector, export_module
+from retina_cli.export.graph import export_module
 
 OUTPUTS = ("scores", "labels", "boxes")
 DEFAULT_OPSET = 17

@@ -14,7 +14,9 @@ def _tower(in_ch: int, width: int, depth: int, norm: str) -> nn.Sequential:
     for i in range(depth):
         layers.append(nn.Conv2d(in_ch if i == 0 else width, width, 3, padding=1))
         if norm == "gn":
-            layers.append(nn.GroupNorm(32, width))
+            # 32 groups (detectron2's and the GN paper's); a width that 32 does not divide gets the
+            # largest group count that does, so a narrow head never refuses --head-norm gn
+            layers.append(nn.GroupNorm(math.gcd(32, width), width))
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 

@@ -94,8 +94,9 @@ def test_train_anchors_auto_stores_the_searched_anchors_in_the_checkpoint(tmp_pa
     # the same deterministic search on the training split, outside the CLI
     records = load_dataset(data).records("train")
     boxes, _ = letterboxed_boxes(records, 64)
-    expected = search_anchors(boxes, AnchorConfig(), (3, 4, 5), 64)
-    assert expected != AnchorConfig() and len(expected.sizes) == 3
+    start = AnchorConfig(size_per_stride=3.0)  # the CPU default preset's anchors: 3 x stride
+    expected = search_anchors(boxes, start, (3, 4, 5), 64)
+    assert expected != start and len(expected.sizes) == 3
     assert "anchors auto:" in res.output and anchor_flags(expected, (3, 4, 5)) in " ".join(res.output.split())
     model, ckpt = model_from_checkpoint(tmp_path / "runs" / "exp" / "last.pt")
     assert model.cfg.anchors == expected  # eval and predict rebuild the model through model_from_checkpoint

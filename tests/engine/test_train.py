@@ -58,8 +58,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_yolo, tmp_pa
     interrupted = prepare_training(model, loss, post, replace(cfg, name="killed"), console=_quiet())
     end_epoch = interrupted._end_epoch
 
-    def end_epoch_then_die(epoch, stats):
-        end_epoch(epoch, stats)
+    def end_epoch_then_die(epoch, stats, last):
+        end_epoch(epoch, stats, last)
         raise SystemExit(137)  # killed right after the epoch's checkpoint
 
     monkeypatch.setattr(interrupted, "_end_epoch", end_epoch_then_die)
