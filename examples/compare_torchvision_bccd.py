@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
 
     from retina_cli.data import load_dataset
-    from retina_cli.data.runs import next_run_dir
+    from retina_cli.engine.runs import next_run_dir
     from retina_cli.engine.distributed import select_device
     from retina_cli.engine.evaluation_run import run_evaluation
 

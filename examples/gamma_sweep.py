@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", default="runs/gamma_sweep", help="parent folder of the sweep (exp, exp2, ...)")
     args = parser.parse_args(argv)
 
-    from retina_cli.data.runs import next_run_dir
+    from retina_cli.engine.runs import next_run_dir
     from retina_cli.errors import RetinaError
 
     pairs = parse_pairs(args.pairs)

@@ -105,10 +105,35 @@ def resolve(
     return Resolved(values, sources, notes)
 
 
+def parse_levels(text: str) -> tuple[int, int]:
+    """``"3-7"`` -> (3, 7); a single ``"5"`` -> (5, 5)."""
+    try:
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-", 1))
+        else:
+            lo = hi = int(text)
+    except ValueError as exc:
+        raise ConfigError(f"--fpn-levels {text!r}: expected a range such as 3-7") from exc
+    if not 1 <= lo <= hi:
+        raise ConfigError(f"--fpn-levels {text!r}: expected MIN-MAX with 1 <= MIN <= MAX")
+    return lo, hi
+
+
+def parse_floats(text: str, flag: str) -> tuple[float, ...]:
+    """``"0.5,1,2"`` -> (0.5, 1.0, 2.0); empty text -> ()."""
+    if not text.strip():
+        return ()
+    try:
+        values = tuple(float(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError as exc:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers") from exc
+    if any(v <= 0 for v in values):
+        raise ConfigError(f"{flag} {text!r}: values must be positive")
+    return values
+
+
 def parse_anchor_sizes(text: str) -> tuple[tuple[float, ...], float | None]:
     """``"32,64,128"`` -> ((32, 64, 128), None); ``"3x"`` -> ((), 3.0): 3 x each level's stride."""
-    from retina_cli.cli.options import parse_floats
-
     t = str(text).strip().lower()
     if t.endswith("x"):
         try:
@@ -158,17 +183,12 @@ def resolve_backbone_weights(r: Resolved, provider: str, backbone: str) -> None:
     r.notes.append(f"backbone {backbone}: {kind}" + ("; the whole backbone trains (no frozen BatchNorm or stem)" if relaxed else ""))
 
 
-def build_configs(r: Resolved, data: str) -> tuple[ModelConfig, LossConfig, PostprocessConfig, TrainConfig]:
-    """Resolved settings -> the four configs (class names are filled from the data later). Appends
-    notices to ``r.notes`` and updates ``r.values`` to what was really used (weights file, size)."""
-    from retina_cli import plugins
-    from retina_cli.cli.options import parse_floats, parse_levels
-
+def geometry(r: Resolved) -> tuple[int, tuple[int, int], AnchorConfig]:
+    """Resolved settings -> (input size rounded up to the top level's stride, (min, max) level,
+    anchors): what ``retina train`` builds and what ``retina anchors`` / ``viz --anchors`` measure.
+    A rounded size updates ``r.values`` and adds a notice."""
     v = r.values
-    provider, backbone = plugins.split_backbone_name(v["backbone"])
-    mean, std = plugins.check_backbone_name(provider, backbone).normalization(backbone)
-    resolve_backbone_weights(r, provider, backbone)
-    lo, hi = parse_levels(v["fpn_levels"])
+    lo, hi = parse_levels(str(v["fpn_levels"]))
     img_size = round_img_size(int(v["img_size"]), hi)
     if img_size != int(v["img_size"]):
         r.notes.append(f"--img-size {v['img_size']} is not a multiple of {2**hi} (the stride of P{hi}): using {img_size}")
@@ -181,6 +201,20 @@ def build_configs(r: Resolved, data: str) -> tuple[ModelConfig, LossConfig, Post
         scales=parse_floats(str(v["anchor_scales"]), "--anchor-scales") or default_anchors.scales,
         size_per_stride=per_stride or default_anchors.size_per_stride,
     )
+    anchors.sizes_for(tuple(range(lo, hi + 1)))  # ConfigError when the sizes do not match the levels
+    return img_size, (lo, hi), anchors
+
+
+def build_configs(r: Resolved, data: str) -> tuple[ModelConfig, LossConfig, PostprocessConfig, TrainConfig]:
+    """Resolved settings -> the four configs (class names are filled from the data later). Appends
+    notices to ``r.notes`` and updates ``r.values`` to what was really used (weights file, size)."""
+    from retina_cli import plugins
+
+    v = r.values
+    provider, backbone = plugins.split_backbone_name(v["backbone"])
+    mean, std = plugins.check_backbone_name(provider, backbone).normalization(backbone)
+    resolve_backbone_weights(r, provider, backbone)
+    img_size, (lo, hi), anchors = geometry(r)
     model = ModelConfig(
         num_classes=1, backbone=backbone, provider=provider, min_level=lo, max_level=hi,
         fpn_channels=int(v["fpn_channels"]), p6_from=v["p6_from"], head_depth=int(v["head_depth"]),

@@ -16,7 +16,7 @@ import pytest
 import retina_cli
 from helpers import make_checkpoint
 from retina_cli.config import PostprocessConfig
-from retina_cli.synthetic import write_video, write_yolo_dataset
+from retina_cli.data.synthetic import write_video, write_yolo_dataset
 
 API_MD = Path(__file__).resolve().parents[1] / "docs" / "API.md"
 FENCE = re.compile(r"^```python runnable\n(.*?)^```", re.S | re.M)

@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 
 from retina_cli.cli.app import _register, app, main
 from retina_cli.data import load_dataset
-from retina_cli.synthetic import write_video, write_yolo_dataset
+from retina_cli.data.synthetic import write_video, write_yolo_dataset
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FENCE = re.compile(r"^```bash runnable\n(.*?)^```", re.S | re.M)

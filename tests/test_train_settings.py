@@ -23,7 +23,7 @@ def test_defaults_come_from_the_config_dataclasses():
 
 def test_auto_preset_is_small_on_cpu_and_paper_with_cuda():
     cpu = resolve({}, cuda_available=False).values
-    assert cpu["model"] == "small" and cpu["backbone"] == "mobilenetv2_100" and cpu["img_size"] == 448
+    assert cpu["model"] == "small" and cpu["backbone"] == "mobilenetv2_100" and cpu["img_size"] == 512
     assert cpu["fpn_levels"] == "3-6" and cpu["head_width"] == 128 and cpu["head_norm"] == "gn"
     assert cpu["optimizer"] == "adamw" and cpu["freeze_bn"] is True and cpu["freeze_stride"] == 4
     gpu = resolve({}, cuda_available=True).values

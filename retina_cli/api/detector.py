@@ -78,7 +78,7 @@ class Detector:
         ev = evaluate_backend(self._backend, str(data), split, data_format, batch, workers, post, progress)
         run_dir = None
         if project is not None:
-            from retina_cli.data.runs import next_run_dir
+            from retina_cli.engine.runs import next_run_dir
 
             run_dir = next_run_dir(Path(project), name or None)
             write_evaluation(ev, run_dir, self.path, str(data))

@@ -101,7 +101,7 @@ class Result:
         """The boxes drawn on a copy of the input: ``(H, W, 3)`` uint8 BGR (OpenCV's order, ready for
         ``cv2.imwrite`` / ``cv2.imshow``). image: draw on this BGR picture instead of the kept one.
         line_width: pixels (None: scaled with the image). labels: also write "name score"."""
-        from retina_cli.data.draw import draw_boxes
+        from retina_cli.drawing.boxes import draw_boxes
 
         image = self.image if image is None else image
         if image is None:

@@ -35,25 +35,13 @@ class TrainRun:
         return {"AP": self.best_ap, "AP50": self.best_ap50}
 
 
-def _silent_console() -> Any:
-    from rich.console import Console
-
-    return Console(quiet=True)
-
-
-def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True)
-
-
 def train(
     data: str | Path,
     *,
     resume: str | Path | None = None,
     config: Mapping[str, Any] | None = None,
     verbose: bool = True,
-    console: Any = None,
+    reporter: Any = None,
     on_dataset: Callable[[Any], None] | None = None,
     on_start: Callable[[Any], None] | None = None,
     **settings: Any,
@@ -64,7 +52,8 @@ def train(
         ``time=15`` (minutes), ``epochs=12``, ``patience=3``, ``img_size=448``; None means unset.
     config: settings of lower precedence (what ``--config args.yaml`` gives the CLI).
     resume: a run's ``last.pt``: the run goes on with its own settings (``epochs`` may extend it).
-    verbose: print notices and one line per epoch to stderr (``console``, a rich Console, wins).
+    verbose: print notices and one line per epoch to stderr; False: nothing. reporter: where
+        progress and messages go instead (:class:`~retina_cli.engine.reporting.Reporter`).
     on_dataset: called with the loaded dataset (its ``report`` lists the data problems).
     on_start: called with the prepared Trainer before the first step.
 
@@ -73,26 +62,26 @@ def train(
     """
     from retina_cli import train_settings
     from retina_cli.engine import distributed as dist_utils
+    from retina_cli.engine.reporting import LineReporter, SilentReporter
     from retina_cli.engine.trainer import prepare_training
 
     started = time.monotonic()  # a --time budget counts from here: data loading and model building too
-    out = console if console is not None else (_stderr_console() if verbose else _silent_console())
+    out = reporter if reporter is not None else (LineReporter() if verbose else SilentReporter())
     resolved = train_settings.resolve({**settings}, config)
     model_cfg, loss_cfg, post_cfg, train_cfg = train_settings.build_configs(resolved, str(data))
     if resume is None:
         for note in resolved.notes:
-            out.print(note, highlight=False, soft_wrap=True)
+            out.log(note)
     if resolved.values["anchors"] == "auto" and resume is None:
-        from retina_cli.engine.auto_anchors import auto_anchors
+        from retina_cli.anchors.auto import auto_anchors
 
-        model_cfg = auto_anchors(model_cfg, loss_cfg, train_cfg, lambda msg: out.print(msg, highlight=False, soft_wrap=True))
+        model_cfg = auto_anchors(model_cfg, loss_cfg, train_cfg, out.log)
     if on_dataset is None:
         def on_dataset(ds: Any) -> None:
             if ds.report.problems:
-                out.print(f"warning: {len(ds.report.problems)} problems in the dataset; `retina data info {data}` "
-                          "lists them", highlight=False, soft_wrap=True)
+                out.warn(f"{len(ds.report.problems)} problems in the dataset; `retina data info {data}` lists them")
     trainer = prepare_training(
-        model_cfg, loss_cfg, post_cfg, train_cfg, resume=str(resume) if resume else None, console=out,
+        model_cfg, loss_cfg, post_cfg, train_cfg, resume=str(resume) if resume else None, reporter=out,
         on_dataset=on_dataset, started=started,
     )
     if trainer.dist.is_main and resume is None:

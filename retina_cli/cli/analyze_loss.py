@@ -48,13 +48,14 @@ def analyze_loss(
     """Cumulative focal loss of positive anchors (their GT class) and negative entries (every class of
     background anchors), normalised and sorted, for each gamma, as the RetinaNet paper's Figure 4;
     prints the share of each set's loss carried by its hardest 1% and 10%."""
-    from retina_cli.engine.loss_analysis import HARDEST, run_loss_analysis
+    from retina_cli.cli.progress import RichReporter
+    from retina_cli.analysis.focal_loss import HARDEST, run_loss_analysis
 
     term = console()
     analysis, png = run_loss_analysis(
         checkpoint, data, split=split, data_format=data_format, max_images=max_images, img_size=img_size or None,
         gammas=parse_gammas(gammas), alpha=alpha, max_negatives=max_negatives, seed=seed, batch_size=batch_size,
-        workers=workers, device=device, out=out, project=project, name=name, console=None if json_out else term,
+        workers=workers, device=device, out=out, project=project, name=name, progress=None if json_out else RichReporter(term, transient=True),
     )
     if json_out:
         typer.echo(json.dumps(json.loads(png.with_suffix(".json").read_text()), indent=2))

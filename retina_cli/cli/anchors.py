@@ -2,8 +2,8 @@
 
 Coverage is measured at the network input size: the share of GT boxes whose best anchor IoU
 reaches the matcher's foreground threshold, per class and COCO size bucket. The search is
-:func:`retina_cli.boxes.anchor_search.search_anchors`; ``retina train --anchors auto`` runs the
-same search (:func:`retina_cli.engine.auto_anchors.auto_anchors`).
+:func:`retina_cli.anchors.search.search_anchors`; ``retina train --anchors auto`` runs the
+same search (:func:`retina_cli.anchors.auto.auto_anchors`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from retina_cli.cli.app import app, console
-from retina_cli.cli.options import parse_floats, parse_levels
-from retina_cli.config import AnchorConfig, LossConfig, ModelConfig, TrainConfig, from_dict, to_dict
-from retina_cli.engine.auto_anchors import anchor_flags, auto_anchors  # noqa: F401  (light module)
+from retina_cli.config import LossConfig, TrainConfig, to_dict
+from retina_cli.anchors.auto import anchor_flags, auto_anchors  # noqa: F401  (light module)
 from retina_cli.errors import ConfigError
-
-_D = AnchorConfig()
-
 
 def _percent(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.2f}"
@@ -52,7 +48,7 @@ def _print_report(out: Console, before: dict, after: dict, class_names: Sequence
 def _summaries(records, class_names, before_cfg, after_cfg, levels, img_size, loss: LossConfig, matched_images: int):
     import numpy as np
 
-    from retina_cli.data.anchor_fit import BUCKETS, anchor_fit, coverage_summary
+    from retina_cli.anchors.fit import BUCKETS, anchor_fit, coverage_summary
 
     out = []
     for cfg in (before_cfg, after_cfg):
@@ -92,11 +88,12 @@ def anchors(
     data_format: str = typer.Option("auto", "--format", help="auto, yolo, voc, coco or csv."),
     split: str = typer.Option("train", "--split", help="train, val, test or all."),
     val_fraction: float = typer.Option(TrainConfig().val_fraction, "--val-fraction", help="Validation share when the data has no split."),
-    img_size: int = typer.Option(640, "--img-size", help="Letterboxed square input size."),
-    fpn_levels: str = typer.Option("3-7", "--fpn-levels", help="Pyramid levels MIN-MAX."),
-    anchor_sizes: str = typer.Option("", "--anchor-sizes", help="Current base size per level (default 4 x stride)."),
-    anchor_ratios: str = typer.Option("0.5,1,2", "--anchor-ratios", help="Current height/width ratios."),
-    anchor_scales: str = typer.Option("1,1.2599,1.5874", "--anchor-scales", help="Current scales of the base size."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="The `retina train` preset whose input size, levels and anchors to measure (default auto: as `retina train` picks)."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Letterboxed square input size (default: the preset's)."),
+    fpn_levels: Optional[str] = typer.Option(None, "--fpn-levels", help="Pyramid levels MIN-MAX (default: the preset's)."),
+    anchor_sizes: Optional[str] = typer.Option(None, "--anchor-sizes", help="Current base size per level, or Nx for N x stride (default: the preset's)."),
+    anchor_ratios: Optional[str] = typer.Option(None, "--anchor-ratios", help="Current height/width ratios (default: the preset's)."),
+    anchor_scales: Optional[str] = typer.Option(None, "--anchor-scales", help="Current scales of the base size (default: the preset's)."),
     fg_iou: float = typer.Option(LossConfig().fg_iou, "--fg-iou", help="Foreground IoU of the matcher (a box is covered at this IoU)."),
     bg_iou: float = typer.Option(LossConfig().bg_iou, "--bg-iou", help="Background IoU of the matcher."),
     num_ratios: int = typer.Option(0, "--num-ratios", help="Ratios to search (0: as many as now, so anchors per location stay the same)."),
@@ -110,23 +107,21 @@ def anchors(
 ) -> None:
     """Report how well the anchors cover the dataset's boxes (best anchor IoU >= --fg-iou, per class and
     size), search sizes, ratios and scales that cover them better, and print the flags to train with."""
-    from retina_cli.boxes.anchor_search import search_anchors
+    from retina_cli.anchors.search import search_anchors
     from retina_cli.data import load_dataset
-    from retina_cli.data.anchor_fit import letterboxed_boxes
+    from retina_cli.anchors.fit import letterboxed_boxes
 
     import torch
 
     # small tensor ops on a machine that may be busy: one thread is several times faster here
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    lo, hi = parse_levels(fpn_levels)
+    from retina_cli.train_settings import geometry, resolve
+
+    settings = resolve({"model": model, "img_size": img_size, "fpn_levels": fpn_levels, "anchor_sizes": anchor_sizes,
+                        "anchor_ratios": anchor_ratios, "anchor_scales": anchor_scales})
+    img_size, (lo, hi), current = geometry(settings)
     levels = tuple(range(lo, hi + 1))
-    current = AnchorConfig(
-        sizes=parse_floats(anchor_sizes, "--anchor-sizes"),
-        ratios=parse_floats(anchor_ratios, "--anchor-ratios") or _D.ratios,
-        scales=parse_floats(anchor_scales, "--anchor-scales") or _D.scales,
-    )
-    current.sizes_for(levels)  # ConfigError when the sizes do not match the levels
     loss = LossConfig(fg_iou=fg_iou, bg_iou=bg_iou)
     ds = load_dataset(data, format=data_format, val_fraction=val_fraction, seed=seed)
     if split != "all" and split not in ds.splits:

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from retina_cli import __version__
 from retina_cli.errors import RetinaError
-from retina_cli.host_memory import keep_freed_memory
+from retina_cli.speed.host_memory import keep_freed_memory
 
 app = typer.Typer(
     name="retina",
@@ -60,7 +60,7 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    keep_freed_memory()  # before any tensor exists: see retina_cli.host_memory
+    keep_freed_memory()  # before any tensor exists: see retina_cli.speed.host_memory
     _register()
     try:
         # in non-standalone mode an Exit (Ctrl-C becomes Exit(130)) comes back as the return value

@@ -113,7 +113,7 @@ def bench(
     backward / optimizer) with warm-up and repeats; peak memory; `--compare torchvision` times
     torchvision's RetinaNet on the same weights in the same run and checks the detections agree."""
     from retina_cli.cli.options import parse_floats, parse_levels
-    from retina_cli.engine.bench_run import BenchOptions, run_bench
+    from retina_cli.bench.run import BenchOptions, run_bench
 
     opts = BenchOptions(
         checkpoints=tuple(str(c) for c in checkpoints or ()), backbone=backbone,
@@ -134,7 +134,7 @@ def bench(
     if not con.is_terminal:
         con.width = max(con.width, 150)  # a log file keeps whole subject names and columns
     if data or len(opts.checkpoints) > 1:
-        from retina_cli.engine.bench_run import speed_accuracy
+        from retina_cli.bench.run import speed_accuracy
 
         rows = _with_status(con, json_out, lambda progress: speed_accuracy(opts, data, split, img_size, plot, progress))
         payload = {"speed_accuracy": rows, "plot": str(plot) if plot else None}

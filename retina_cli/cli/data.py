@@ -18,7 +18,7 @@ app.add_typer(data_app, name="data")
 
 
 def print_info(ds: DetectionDataset) -> None:
-    from retina_cli.data import print_report
+    from retina_cli.cli.data_report import print_report
     from retina_cli.data.summary import box_sides, size_histogram, split_counts
 
     out = console()

@@ -35,11 +35,11 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train, evaluate and predict on a generated dataset of shapes (YOLO layout), end to end."""
-    from retina_cli.data.runs import next_run_dir
+    from retina_cli.engine.runs import next_run_dir
     from retina_cli.engine.evaluation_run import run_evaluation
     from retina_cli.engine.predict import PredictConfig, run_predict
     from retina_cli.engine.trainer import prepare_training
-    from retina_cli.synthetic import CLASSES, write_video, write_yolo_dataset
+    from retina_cli.data.synthetic import CLASSES, write_video, write_yolo_dataset
 
     term = console()
     t0 = time.perf_counter()
@@ -63,7 +63,9 @@ def demo(
     )
     term.print(f"[bold]2/5 train[/]: {backbone} ({'ImageNet weights from ' + weights if weights else 'random init'}), "
                f"P3-P5, {img_size}px, {epochs} epochs", highlight=False)
-    trainer = prepare_training(model_cfg, LossConfig(), PostprocessConfig(), train_cfg, console=term)
+    from retina_cli.cli.progress import RichReporter
+
+    trainer = prepare_training(model_cfg, LossConfig(), PostprocessConfig(), train_cfg, reporter=RichReporter(term))
     result = trainer.fit()
     best = result.run_dir / "best.pt"
 

@@ -97,8 +97,9 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No bars or tables: epoch lines go to stderr, stdout gets only the paths of best.pt and last.pt."),
 ) -> None:
     from retina_cli.api.training import train as run_training
+    from retina_cli.cli.progress import RichReporter
     from retina_cli.cli.options import load_yaml_config
-    from retina_cli.data.report import print_report
+    from retina_cli.cli.data_report import print_report
 
     # --quiet: a console that is not a terminal draws no progress bars; it writes to stderr
     out = Console(stderr=True, force_terminal=False, soft_wrap=True) if quiet else console()
@@ -121,7 +122,7 @@ def train(
             )
 
     run = run_training(
-        data, resume=resume, config=file_values, console=out, on_start=on_start,
+        data, resume=resume, config=file_values, reporter=RichReporter(out), on_start=on_start,
         on_dataset=None if quiet else (lambda ds: print_report(ds.report, out)), **given,
     )
     import os

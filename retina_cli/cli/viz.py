@@ -14,8 +14,7 @@ import typer
 from rich.table import Table
 
 from retina_cli.cli.app import app, console
-from retina_cli.cli.options import parse_floats, parse_levels
-from retina_cli.config import AnchorConfig, LossConfig
+from retina_cli.config import LossConfig
 from retina_cli.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # numpy, torch and OpenCV load when the command runs, not for --help
@@ -32,7 +31,7 @@ def _pick(ds: DetectionDataset, split: str, max_images: int) -> list[ImageRecord
 
 
 def _save(images: list[tuple[str, np.ndarray]], out_dir: Path, as_mosaic: bool, tile: int) -> list[Path]:
-    from retina_cli.data.draw import mosaic, write_png
+    from retina_cli.drawing.boxes import mosaic, write_png
 
     if not as_mosaic:
         return [write_png(out_dir / f"{Path(name).stem}.png", img) for name, img in images]
@@ -44,7 +43,7 @@ def _save(images: list[tuple[str, np.ndarray]], out_dir: Path, as_mosaic: bool, 
 
 
 def _gt_image(rec: ImageRecord, names: list[str]) -> np.ndarray:
-    from retina_cli.data.draw import draw_boxes
+    from retina_cli.drawing.boxes import draw_boxes
     from retina_cli.data.images import read_image
 
     return draw_boxes(read_image(rec.path), rec.boxes, rec.labels, names, ignore=rec.ignore)
@@ -55,8 +54,8 @@ def _anchor_images(ds, records, cfg, levels, img_size, loss) -> list[tuple[str, 
     GT boxes whose best anchor IoU is below fg_iou get a red "best IoU" label."""
     import numpy as np
 
-    from retina_cli.data.anchor_fit import all_anchors, match_batch
-    from retina_cli.data.draw import draw_boxes, put_label
+    from retina_cli.anchors.fit import all_anchors, match_batch
+    from retina_cli.drawing.boxes import draw_boxes, put_label
     from retina_cli.data.images import read_image
     from retina_cli.data.transforms import letterbox
 
@@ -88,7 +87,7 @@ def _anchor_images(ds, records, cfg, levels, img_size, loss) -> list[tuple[str, 
 def _print_anchor_table(ds, records, cfg, levels, img_size, loss) -> None:
     import numpy as np
 
-    from retina_cli.data.anchor_fit import BUCKETS, anchor_fit, unmatched_table
+    from retina_cli.anchors.fit import BUCKETS, anchor_fit, unmatched_table
 
     fit = anchor_fit(records, cfg, levels, img_size, loss.fg_iou, loss.bg_iou)
     table = Table(title=f"GT boxes no anchor matches at IoU >= {loss.fg_iou} ({len(records)} images, "
@@ -123,11 +122,12 @@ def viz(
     as_mosaic: bool = typer.Option(False, "--mosaic", help="Tile up to 16 images per PNG instead of one PNG per image."),
     tile: int = typer.Option(320, "--tile", help="Mosaic cell size in pixels."),
     anchors: bool = typer.Option(False, "--anchors", help="Draw the anchors matched to each GT box and report unmatched boxes."),
-    anchor_sizes: str = typer.Option("", "--anchor-sizes", help="Base anchor size per level, e.g. 32,64,128,256,512 (default 4*stride)."),
-    anchor_ratios: str = typer.Option("0.5,1,2", "--anchor-ratios", help="Height/width ratios."),
-    anchor_scales: str = typer.Option("1,1.26,1.587", "--anchor-scales", help="Scales per anchor size."),
-    img_size: int = typer.Option(640, "--img-size", help="Letterboxed network input size."),
-    fpn_levels: str = typer.Option("3-7", "--fpn-levels", help="Pyramid levels MIN-MAX."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="With --anchors: the `retina train` preset whose input size, levels and anchors to draw (default auto: as `retina train` picks)."),
+    anchor_sizes: Optional[str] = typer.Option(None, "--anchor-sizes", help="Base anchor size per level, e.g. 32,64,128, or Nx for N x stride (default: the preset's)."),
+    anchor_ratios: Optional[str] = typer.Option(None, "--anchor-ratios", help="Height/width ratios (default: the preset's)."),
+    anchor_scales: Optional[str] = typer.Option(None, "--anchor-scales", help="Scales per anchor size (default: the preset's)."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Letterboxed network input size (default: the preset's)."),
+    fpn_levels: Optional[str] = typer.Option(None, "--fpn-levels", help="Pyramid levels MIN-MAX (default: the preset's)."),
     fg_iou: float = typer.Option(LossConfig().fg_iou, "--fg-iou", help="Foreground IoU of the matcher."),
     bg_iou: float = typer.Option(LossConfig().bg_iou, "--bg-iou", help="Background IoU of the matcher."),
     detections: Optional[Path] = typer.Option(None, "--detections", help="COCO results JSON to draw (see docs for image matching)."),
@@ -137,7 +137,7 @@ def viz(
     """Draw GT boxes with class names (stable colours per class) into PNGs; --anchors shows anchor
     matching; --detections draws predictions (side by side with --gt). Alias: visualize."""
     from retina_cli.data import load_dataset
-    from retina_cli.data.runs import next_run_dir
+    from retina_cli.engine.runs import next_run_dir
 
     out_dir = out if out is not None else next_run_dir(Path("runs/viz"), None)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -148,14 +148,12 @@ def viz(
         ds = load_dataset(source, format=data_format)
         records = _pick(ds, split, max_images)
         if anchors:
-            cfg = AnchorConfig(
-                sizes=parse_floats(anchor_sizes, "--anchor-sizes"),
-                ratios=parse_floats(anchor_ratios, "--anchor-ratios"),
-                scales=parse_floats(anchor_scales, "--anchor-scales"),
-            )
-            lo, hi = parse_levels(fpn_levels)
+            from retina_cli.train_settings import geometry, resolve
+
+            settings = resolve({"model": model, "img_size": img_size, "fpn_levels": fpn_levels, "anchor_sizes": anchor_sizes,
+                                "anchor_ratios": anchor_ratios, "anchor_scales": anchor_scales})
+            img_size, (lo, hi), cfg = geometry(settings)
             levels = tuple(range(lo, hi + 1))
-            cfg.sizes_for(levels)  # ConfigError when the sizes do not match the levels
             loss = LossConfig(fg_iou=fg_iou, bg_iou=bg_iou)
             _print_anchor_table(ds, records, cfg, levels, img_size, loss)
             drawn = _anchor_images(ds, records, cfg, levels, img_size, loss)
@@ -170,7 +168,7 @@ def _draw_detections(source, detections, gt, data_format, conf, max_images, out_
 
     from retina_cli.data import load_dataset
     from retina_cli.data.detections import group_by_image, read_results
-    from retina_cli.data.draw import draw_boxes, draw_title, side_by_side
+    from retina_cli.drawing.boxes import draw_boxes, draw_title, side_by_side
     from retina_cli.data.images import read_image
 
     results = [d for d in read_results(detections) if float(d.get("score", 1.0)) >= conf]

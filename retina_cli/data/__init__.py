@@ -2,7 +2,7 @@
 
 from retina_cli.data.dataset import detect_format, load_dataset
 from retina_cli.data.records import DetectionDataset, ImageRecord
-from retina_cli.data.report import Problem, ValidationReport, print_report
+from retina_cli.data.report import Problem, ValidationReport
 
 __all__ = [
     "DetectionDataset",
@@ -11,5 +11,4 @@ __all__ = [
     "ValidationReport",
     "detect_format",
     "load_dataset",
-    "print_report",
 ]

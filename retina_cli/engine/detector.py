@@ -18,8 +18,8 @@ from retina_cli.data.batch import BatchTargets
 from retina_cli.losses import ddp_normalizer, retinanet_loss
 from retina_cli.model.head import concat_levels, flatten_level
 from retina_cli.model.retinanet import RetinaNet
-from retina_cli.model.fold_bn import fold_batchnorm
-from retina_cli.model.winograd import winograd_convs
+from retina_cli.speed.fold_bn import fold_batchnorm
+from retina_cli.speed.winograd import winograd_convs
 from retina_cli.postprocess import Candidates, Detections, postprocess, topk_candidates
 
 
@@ -146,9 +146,9 @@ def prepare_inference(
     model: RetinaNet, device: torch.device, precision: str = "fp32", winograd: bool = True, channels_last: bool = True,
 ) -> RetinaNet:
     """A trained model, in place, -> its fastest inference layout on ``device``: eval mode,
-    BatchNorm folded into the convolutions (:mod:`retina_cli.model.fold_bn`), channels-last weights
+    BatchNorm folded into the convolutions (:mod:`retina_cli.speed.fold_bn`), channels-last weights
     (oneDNN/cuDNN convolve NHWC without reorders) and, on CPU in fp32, the wide 3x3 convolutions
-    as Winograd F(4x4, 3x3) (:mod:`retina_cli.model.winograd`; outputs within ~1e-5 relative of
+    as Winograd F(4x4, 3x3) (:mod:`retina_cli.speed.winograd`; outputs within ~1e-5 relative of
     the direct convolution). Not for a model that will train again."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device).eval().to(memory_format=fmt)

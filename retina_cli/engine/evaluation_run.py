@@ -92,7 +92,7 @@ def write_evaluation(ev: Evaluation, run_dir: Path, model_path: str | Path, data
     (run_dir / "detections.json").write_text(json.dumps(detections))  # names the image too: the file stands on its own
     if res.precision is not None:
         try:
-            from retina_cli.engine.plots import plot_pr_curves
+            from retina_cli.drawing.plots import plot_pr_curves
 
             plot_pr_curves(res.precision, ev.class_names, run_dir / "pr_curves.png")
         except ImportError:
@@ -107,7 +107,7 @@ def run_evaluation(
 ) -> tuple[EvalResult, Path]:
     """Load ``checkpoint`` (.pt or .onnx), :func:`evaluate_backend`, write into the next run folder of
     ``project``. progress: as in evaluate_backend (``retina_cli.cli.progress.TransientBar`` in the CLI)."""
-    from retina_cli.data.runs import next_run_dir
+    from retina_cli.engine.runs import next_run_dir
     from retina_cli.engine.predict import load_backend, override_postprocess
 
     backend = load_backend(checkpoint, "auto", device, precision, winograd=winograd)

@@ -402,7 +402,7 @@ def _out_dir(cfg: PredictConfig) -> Path:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
         return out
-    from retina_cli.data.runs import next_run_dir
+    from retina_cli.engine.runs import next_run_dir
 
     if cfg.exist_ok and cfg.name:
         out = Path(cfg.project) / cfg.name

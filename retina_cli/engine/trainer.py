@@ -13,8 +13,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from retina_cli.config import LossConfig, ModelConfig, PostprocessConfig, TrainConfig, from_dict, to_dict
@@ -26,10 +24,11 @@ from retina_cli.engine.checkpoint import configs_from_checkpoint, load_checkpoin
 from retina_cli.engine.detector import InferenceModel, TrainingModel
 from retina_cli.engine.evaluate import EvalResult, evaluate_records
 from retina_cli.engine.optim import ModelEma, build_optimizer, build_scheduler
+from retina_cli.engine.reporting import LineReporter, Reporter, SilentReporter
 from retina_cli.errors import ConfigError, RetinaError
 from retina_cli.model.retinanet import RetinaNet
 from retina_cli.model.freeze import freeze_early_layers
-from retina_cli.model.winograd import winograd_convs
+from retina_cli.speed.winograd import winograd_convs
 
 METRIC_FIELDS = ("epoch", "loss", "cls", "box", "lr", "images_per_s", "AP", "AP50", "AP75", "epoch_s")
 
@@ -116,7 +115,7 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         dist: dist_utils.DistInfo,
-        console: Console | None = None,
+        reporter: Reporter | None = None,
         resume: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         started: float | None = None,
@@ -129,7 +128,8 @@ class Trainer:
         self.run_dir = run_dir
         self.device = device
         self.dist = dist
-        self.console = console or Console()
+        # rank 0 alone reports (and writes); the others train silently
+        self.reporter: Reporter = (reporter or LineReporter()) if dist.is_main else SilentReporter()
         self.img_size = model.cfg.img_size
 
         if cfg.freeze_backbone:
@@ -265,22 +265,12 @@ class Trainer:
         return result
 
     # ---------------------------------------------------------------- training
-    def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f} (cls {task.fields[cls]:.4f} box {task.fields[box]:.4f})"),
-            TextColumn("lr {task.fields[lr]:.2e}"), TextColumn("{task.fields[ips]:.1f} img/s"),
-            TimeElapsedColumn(), TimeRemainingColumn(),
-            # off where nobody watches it redraw (a log file, a pipe, --quiet): the epoch lines say it all
-            console=self.console, disable=not self.dist.is_main or not self.console.is_terminal, transient=False,
-        )
-
     def fit(self) -> TrainResult:
         cfg = self.cfg
         last_eval: EvalResult | None = None
         epoch = self.start_epoch
         if self.dist.is_main and cfg.tensorboard:
-            self.tb = _tensorboard_writer(self.run_dir, self.console)
+            self.tb = _tensorboard_writer(self.run_dir, self.reporter)
         epochs_done = self.start_epoch
         try:
             epoch = self.start_epoch
@@ -297,7 +287,7 @@ class Trainer:
                 path = self.run_dir / "last.pt"
                 if self._steps_since_save:  # else last.pt already holds exactly this state
                     self.save("last.pt", epoch, epoch_complete=False)
-                self.console.print(f"[yellow]interrupted[/]: saved {path}; resume with --resume {path}")
+                self.reporter.warn(f"interrupted: saved {path}; resume with --resume {path}")
             raise
         finally:
             if self.tb is not None:
@@ -347,9 +337,8 @@ class Trainer:
         spent = False
         t0 = time.perf_counter()
         t_step = self.clock()
-        with self._progress() as progress:
-            task = progress.add_task("train", total=self.iters_per_epoch, epoch=self._epoch_label(epoch),
-                                     loss=0.0, cls=0.0, box=0.0, lr=self.optimizer.param_groups[0]["lr"], ips=0.0)
+        self.reporter.start(f"epoch {self._epoch_label(epoch)}", self.iters_per_epoch)
+        try:
             for images, targets, _metas in self.train_loader:
                 images = images.to(self.device, non_blocking=True).float().contiguous(memory_format=self.memory_format)
                 targets = targets.to(self.device)
@@ -359,7 +348,7 @@ class Trainer:
                 if not torch.isfinite(loss):
                     bad_steps += 1
                     self.optimizer.zero_grad(set_to_none=True)
-                    self.console.print(f"[yellow]warning[/]: non-finite loss at epoch {epoch + 1}, step skipped "
+                    self.reporter.warn(f"non-finite loss at epoch {epoch + 1}, step skipped "
                                        f"({bad_steps}/{cfg.max_bad_steps} in a row)")
                     if bad_steps >= cfg.max_bad_steps:
                         raise TrainingStopped(
@@ -384,14 +373,17 @@ class Trainer:
                 parts = torch.stack([loss.detach(), out["cls"].detach(), out["box"].detach()]).double().cpu() * n
                 sums += torch.cat([parts, torch.tensor([n], dtype=torch.float64)])
                 elapsed = time.perf_counter() - t0
-                progress.update(task, advance=1, loss=sums[0].item() / sums[3].item(), cls=sums[1].item() / sums[3].item(),
-                                box=sums[2].item() / sums[3].item(), lr=self.optimizer.param_groups[0]["lr"],
-                                ips=sums[3].item() * self.dist.world_size / max(elapsed, 1e-9))
+                mean = (sums[:3] / sums[3]).tolist()
+                self.reporter.advance(1, f"loss {mean[0]:.4f} (cls {mean[1]:.4f} box {mean[2]:.4f}) "
+                                         f"lr {self.optimizer.param_groups[0]['lr']:.2e} "
+                                         f"{sums[3].item() * self.dist.world_size / max(elapsed, 1e-9):.1f} img/s")
                 now = self.clock()
                 spent = self._update_budget(now - t_step)
                 t_step = now
                 if spent:
                     break
+        finally:
+            self.reporter.stop()
         sums = dist_utils.all_reduce_sum(sums)
         elapsed = time.perf_counter() - t0
         images_seen = max(sums[3].item(), 1.0)
@@ -431,14 +423,14 @@ class Trainer:
             msg = (f"epoch {self._epoch_label(epoch) if not last else f'{epoch + 1}/{epoch + 1}'}: loss {stats['loss']:.4f} (cls {stats['cls']:.4f}, box {stats['box']:.4f}), "
                    f"{stats['images_per_s']:.1f} img/s")
             if result is not None:
-                msg += f", val mAP {result.metrics['AP']:.4f}, mAP50 {result.metrics['AP50']:.4f}" + (" [green](best)[/]" if improved else "")
-            self.console.print(msg, highlight=False)
+                msg += f", val mAP {result.metrics['AP']:.4f}, mAP50 {result.metrics['AP50']:.4f}" + (" (best)" if improved else "")
+            self.reporter.log(msg)
             if self.tb is not None:
                 for k, v in row.items():
                     if k != "epoch" and v != -1.0:
                         self.tb.add_scalar(k, v, epoch + 1)
             if self.stop_reason and not last:
-                self.console.print(f"early stop: {self.stop_reason}", highlight=False)
+                self.reporter.log(f"early stop: {self.stop_reason}")
         self.stop_reason = dist_utils.broadcast_object(self.stop_reason)
         dist_utils.barrier()
         return result
@@ -456,17 +448,17 @@ class Trainer:
 def _curve_plotter() -> Callable[..., None] | None:
     """The training-curve plot function, or None without matplotlib (the ``plots`` extra)."""
     try:
-        from retina_cli.engine.plots import plot_training_curves
+        from retina_cli.drawing.plots import plot_training_curves
     except ImportError:
         return None
     return plot_training_curves
 
 
-def _tensorboard_writer(run_dir: Path, console: Console) -> Any:
+def _tensorboard_writer(run_dir: Path, reporter: Reporter) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        console.print("[yellow]warning[/]: --tensorboard needs the tensorboard package (pip install retina-cli[tensorboard])")
+        reporter.warn("--tensorboard needs the tensorboard package (pip install retina-cli[tensorboard])")
         return None
     return SummaryWriter(str(run_dir / "tensorboard"))
 
@@ -477,7 +469,7 @@ def prepare_training(
     post_cfg: PostprocessConfig,
     cfg: TrainConfig,
     resume: str | None = None,
-    console: Console | None = None,
+    reporter: Reporter | None = None,
     on_dataset: Callable[[Any], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     started: float | None = None,
@@ -491,9 +483,9 @@ def prepare_training(
     """
     started = clock() if started is None else started
     from retina_cli.data import load_dataset
-    from retina_cli.data.runs import next_run_dir
+    from retina_cli.engine.runs import next_run_dir
 
-    console = console or Console()
+    reporter = reporter or LineReporter()
     ckpt = None
     if resume:
         ckpt = load_checkpoint(resume)
@@ -522,7 +514,7 @@ def prepare_training(
 
         report = load_retinanet_backbone_weights(model, cfg.backbone_weights)
         if dist.is_main:
-            console.print(report.summary(), highlight=False)
+            reporter.log(report.summary())
     # the run folder comes after everything that can refuse the configuration (backbone name,
     # levels, weights file), so a refused run leaves no empty exp folder behind
     if ckpt is not None:
@@ -536,7 +528,7 @@ def prepare_training(
     seed_everything(cfg.seed + dist.rank)
     if dist.is_main and ckpt is None:
         _write_resolved_config(run_dir, model_cfg, loss_cfg, post_cfg, cfg)
-    return Trainer(model, loss_cfg, post_cfg, cfg, dataset, run_dir, device, dist, console, resume=ckpt,
+    return Trainer(model, loss_cfg, post_cfg, cfg, dataset, run_dir, device, dist, reporter, resume=ckpt,
                    clock=clock, started=started)
 
 

@@ -16,7 +16,7 @@ from retina_cli.cli.app import main
 from retina_cli.engine.sources import SourceError
 from retina_cli.errors import ConfigError, RetinaError
 from helpers import NAMES, make_checkpoint
-from retina_cli.synthetic import write_video
+from retina_cli.data.synthetic import write_video
 
 H, W = 72, 150  # non-square: the letterbox pads top and bottom
 
@@ -195,7 +195,7 @@ def test_export_then_load_the_onnx_model_predicts_the_same(detector, tmp_path):
 
 
 def test_val_equals_retina_eval_and_writes_only_when_asked(tmp_path, monkeypatch, capsys):
-    from retina_cli.synthetic import write_yolo_dataset
+    from retina_cli.data.synthetic import write_yolo_dataset
 
     data = write_yolo_dataset(tmp_path / "data", n_train=2, n_val=3, size=(64, 80), seed=3, object_size=(16, 36))
     names = ("circle", "square", "triangle")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from retina_cli.api.results import MissingExtraError, Result
-from retina_cli.data.draw import PALETTE, draw_boxes
+from retina_cli.drawing.boxes import PALETTE, draw_boxes
 from retina_cli.errors import ConfigError, RetinaError
 
 NAMES = ("cat", "dog", "bird")

@@ -15,8 +15,8 @@ from retina_cli.cli.app import _register, app
 from retina_cli.config import LossConfig
 from retina_cli.data import load_dataset
 from retina_cli.data.loader import make_loader
-from retina_cli.engine.loss_analysis import SampledLogits, analyze, collect_logits, loss_distribution
-from retina_cli.synthetic import CLASSES, write_yolo_dataset
+from retina_cli.analysis.focal_loss import SampledLogits, analyze, collect_logits, loss_distribution
+from retina_cli.data.synthetic import CLASSES, write_yolo_dataset
 
 _register()
 runner = CliRunner()

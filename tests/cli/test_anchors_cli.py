@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from retina_cli.boxes.anchor_search import search_anchors
+from retina_cli.anchors.search import search_anchors
 from retina_cli.cli import app as app_module
 from retina_cli.cli.anchors import anchor_flags
 from retina_cli.cli.options import parse_floats
 from retina_cli.config import AnchorConfig
 from retina_cli.data import load_dataset
-from retina_cli.data.anchor_fit import letterboxed_boxes
+from retina_cli.anchors.fit import letterboxed_boxes
 from retina_cli.engine.checkpoint import model_from_checkpoint
-from retina_cli.synthetic import write_yolo_dataset
+from retina_cli.data.synthetic import write_yolo_dataset
 
 runner = CliRunner()
 ONE_ANCHOR = ["--img-size", "64", "--fpn-levels", "3-3", "--anchor-sizes", "16", "--anchor-ratios", "1", "--anchor-scales", "1"]

@@ -50,7 +50,7 @@ def test_bench_bad_flags_are_one_line_errors():
 
 
 def test_bench_speed_accuracy_mode(tmp_path):
-    from retina_cli.synthetic import write_yolo_dataset
+    from retina_cli.data.synthetic import write_yolo_dataset
 
     data = write_yolo_dataset(tmp_path / "data", n_train=2, n_val=2, size=(96, 128))
     names = ("circle", "square", "triangle")

@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from retina_cli.cli import app as app_module
-from retina_cli.synthetic import write_yolo_dataset
+from retina_cli.data.synthetic import write_yolo_dataset
 
 runner = CliRunner()
 TINY_FLAGS = ["--backbone", "resnet18", "--img-size", "64", "--fpn-levels", "3-5", "--fpn-channels", "32",

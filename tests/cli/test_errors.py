@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from retina_cli.synthetic import write_yolo_dataset
+from retina_cli.data.synthetic import write_yolo_dataset
 
 
 @pytest.fixture(scope="module")

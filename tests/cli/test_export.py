@@ -40,7 +40,7 @@ def test_export_then_predict_with_the_onnx_model(tmp_path):
 
 
 def test_int8_export_needs_calibration_and_evaluates_like_the_checkpoint(tmp_path):
-    from retina_cli.synthetic import write_yolo_dataset
+    from retina_cli.data.synthetic import write_yolo_dataset
 
     data = write_yolo_dataset(tmp_path / "data", n_train=6, n_val=3, size=(96, 128), seed=3)
     names = ("circle", "square", "triangle")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from helpers import make_checkpoint
 from retina_cli import plugins
 from retina_cli.cli.app import _register, app, console
-from retina_cli.synthetic import write_yolo_dataset
+from retina_cli.data.synthetic import write_yolo_dataset
 
 _register()
 runner = CliRunner()

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from retina_cli.cli.app import _register, app
 from retina_cli.engine.checkpoint import load_checkpoint
-from retina_cli.synthetic import write_yolo_dataset
+from retina_cli.data.synthetic import write_yolo_dataset
 
 _register()
 runner = CliRunner()

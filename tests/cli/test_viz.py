@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from retina_cli.cli import app as app_module
-from retina_cli.data.runs import next_run_dir
+from retina_cli.engine.runs import next_run_dir
 
 runner = CliRunner()
 

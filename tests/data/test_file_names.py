@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from retina_cli.data import load_dataset
-from retina_cli.data.draw import write_png
+from retina_cli.drawing.boxes import write_png
 from retina_cli.data.images import image_size, read_image
 from retina_cli.errors import DataError
 

@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
-from rich.console import Console
 
 from retina_cli.config import LossConfig, ModelConfig, PostprocessConfig, TrainConfig
 from retina_cli.engine.budget import TimeBudget
 from retina_cli.engine.checkpoint import load_checkpoint
 from retina_cli.engine.evaluate import EvalResult
 from retina_cli.engine.optim import lr_factor, warmup_length
+from retina_cli.engine.reporting import SilentReporter
 from retina_cli.engine.trainer import prepare_training
 
 TINY = dict(backbone="resnet18", img_size=64, min_level=3, max_level=5, fpn_channels=32, head_width=32, head_depth=1)
@@ -85,7 +85,7 @@ def test_time_budget_fits_the_schedule_and_ends_with_validation_and_best(tiny_yo
     # 90 s budget holds a couple of dozen steps of this 2-iteration-per-epoch dataset
     clock = FakeClock(per_read=1.0)
     model, loss, post, cfg = _configs(tiny_yolo, tmp_path, time=1.5)
-    trainer = prepare_training(model, loss, post, cfg, console=Console(quiet=True), clock=clock)
+    trainer = prepare_training(model, loss, post, cfg, reporter=SilentReporter(), clock=clock)
     start = clock.t
     result = trainer.fit()
     used = clock.t - start
@@ -109,7 +109,7 @@ def test_time_budget_fits_the_schedule_and_ends_with_validation_and_best(tiny_yo
 def test_time_budget_respects_an_epoch_cap(tiny_yolo, tmp_path):
     clock = FakeClock(per_read=1.0)
     model, loss, post, cfg = _configs(tiny_yolo, tmp_path, time=60.0, epochs=2)
-    trainer = prepare_training(model, loss, post, cfg, console=Console(quiet=True), clock=clock)
+    trainer = prepare_training(model, loss, post, cfg, reporter=SilentReporter(), clock=clock)
     result = trainer.fit()
     assert result.epochs_done == 2 and trainer.scheduler.last_epoch == 2 * trainer.iters_per_epoch
     assert trainer.total_iters == 2 * trainer.iters_per_epoch  # the cosine spans the capped run
@@ -117,7 +117,7 @@ def test_time_budget_respects_an_epoch_cap(tiny_yolo, tmp_path):
 
 def test_patience_stops_and_keeps_the_best(tiny_yolo, tmp_path, monkeypatch):
     model, loss, post, cfg = _configs(tiny_yolo, tmp_path, epochs=10, patience=2)
-    trainer = prepare_training(model, loss, post, cfg, console=Console(quiet=True))
+    trainer = prepare_training(model, loss, post, cfg, reporter=SilentReporter())
     aps = iter([0.10, 0.30, 0.25, 0.20, 0.50, 0.60])
 
     def scripted_eval():

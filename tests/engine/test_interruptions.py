@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rich.console import Console
 
 from retina_cli.config import LossConfig, PostprocessConfig, TrainConfig
 from retina_cli.engine.checkpoint import atomic_save, load_checkpoint
+from retina_cli.engine.reporting import SilentReporter
 from retina_cli.engine.trainer import prepare_training
-from retina_cli.synthetic import write_yolo_dataset
+from retina_cli.data.synthetic import write_yolo_dataset
 
 FLAGS = ["--backbone", "resnet18", "--img-size", "64", "--fpn-levels", "3-5", "--fpn-channels", "32",
          "--head-width", "32", "--head-depth", "1", "--workers", "0", "--batch", "4", "--warmup-iters", "2"]
@@ -56,7 +56,7 @@ def test_sigint_saves_last_pt_and_exits_130(data, tmp_path):
     # either the end of a finished epoch or the middle of a later one, marked so that resume redoes it
     assert (ckpt["epoch"] >= 0 and ckpt["epoch_complete"]) or (ckpt["epoch"] >= 1 and not ckpt["epoch_complete"])
     trainer = prepare_training(None, LossConfig(), PostprocessConfig(), TrainConfig(workers=0),
-                               resume=str(tmp_path / "run" / "last.pt"), console=Console(quiet=True))
+                               resume=str(tmp_path / "run" / "last.pt"), reporter=SilentReporter())
     assert trainer.start_epoch == ckpt["epoch"] + (1 if ckpt["epoch_complete"] else 0)
     assert trainer.run_dir == tmp_path / "run"
     assert "resume with --resume" in out

@@ -9,7 +9,7 @@ from torch import nn
 from retina_cli.config import ModelConfig
 from retina_cli.engine.detector import InferenceModel, prepare_inference
 from retina_cli.model.retinanet import RetinaNet
-from retina_cli.model.winograd import WinogradConv2d
+from retina_cli.speed.winograd import WinogradConv2d
 
 
 def _count(model: nn.Module, kind: type) -> int:

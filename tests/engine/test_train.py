@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
 
 from retina_cli.config import LossConfig, ModelConfig, PostprocessConfig, TrainConfig
 from retina_cli.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from retina_cli.engine.reporting import SilentReporter
 from retina_cli.engine.trainer import TrainingStopped, prepare_training
 
 
@@ -23,14 +23,10 @@ def _cfgs(data: Path, tmp_path: Path, **train) -> tuple:
     return model, LossConfig(), PostprocessConfig(), TrainConfig(**base)
 
 
-def _quiet() -> Console:
-    return Console(quiet=True)
-
-
 def test_loss_falls_and_run_folder_is_complete(tiny_yolo, tmp_path):
     torch.set_num_threads(2)
     model, loss, post, cfg = _cfgs(tiny_yolo, tmp_path, epochs=6, lr=0.02, hflip=0.0, scale_min=1.0, scale_max=1.0, color_jitter=0.0)
-    trainer = prepare_training(model, loss, post, cfg, console=_quiet())
+    trainer = prepare_training(model, loss, post, cfg, reporter=SilentReporter())
     assert trainer.model.cfg.class_names == ("circle", "square", "triangle")
     result = trainer.fit()
     losses = [row["loss"] for row in trainer.history]
@@ -52,10 +48,10 @@ def test_loss_falls_and_run_folder_is_complete(tiny_yolo, tmp_path):
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_yolo, tmp_path, monkeypatch):
     torch.set_num_threads(1)
     model, loss, post, cfg = _cfgs(tiny_yolo, tmp_path, epochs=2, name="full")
-    full = prepare_training(model, loss, post, cfg, console=_quiet())
+    full = prepare_training(model, loss, post, cfg, reporter=SilentReporter())
     full.fit()
 
-    interrupted = prepare_training(model, loss, post, replace(cfg, name="killed"), console=_quiet())
+    interrupted = prepare_training(model, loss, post, replace(cfg, name="killed"), reporter=SilentReporter())
     end_epoch = interrupted._end_epoch
 
     def end_epoch_then_die(epoch, stats, last):
@@ -66,7 +62,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_yolo, tmp_pa
     with pytest.raises(SystemExit):
         interrupted.fit()
 
-    resumed = prepare_training(model, loss, post, cfg, resume=str(interrupted.run_dir / "last.pt"), console=_quiet())
+    resumed = prepare_training(model, loss, post, cfg, resume=str(interrupted.run_dir / "last.pt"), reporter=SilentReporter())
     assert resumed.start_epoch == 1 and resumed.run_dir == interrupted.run_dir
     resumed.fit()
     a, b = full.model.state_dict(), resumed.model.state_dict()
@@ -78,7 +74,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_yolo, tmp_pa
 
 def test_non_finite_loss_is_skipped_then_stops(tiny_yolo, tmp_path, monkeypatch):
     model, loss, post, cfg = _cfgs(tiny_yolo, tmp_path, epochs=1, max_bad_steps=2)
-    trainer = prepare_training(model, loss, post, cfg, console=_quiet())
+    trainer = prepare_training(model, loss, post, cfg, reporter=SilentReporter())
     before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
     real_forward = trainer.train_model.forward
 
@@ -111,24 +107,24 @@ def test_frozen_backbone_batchnorm_stays_frozen_in_train_mode():
 
 def test_winograd_training_on_cpu_keeps_the_checkpoint_layout(tiny_yolo, tmp_path):
     from retina_cli.model.retinanet import RetinaNet
-    from retina_cli.model.winograd import WinogradConv2d
+    from retina_cli.speed.winograd import WinogradConv2d
 
     model_cfg, loss, post, cfg = _cfgs(tiny_yolo, tmp_path, epochs=1)
     model_cfg = replace(model_cfg, img_size=128, fpn_channels=96, head_width=96)  # P3 16x16: Winograd sizes
-    trainer = prepare_training(model_cfg, loss, post, cfg, console=_quiet())
+    trainer = prepare_training(model_cfg, loss, post, cfg, reporter=SilentReporter())
     assert sum(isinstance(m, WinogradConv2d) for m in trainer.model.modules()) >= 5  # head tower + FPN outputs
     result = trainer.fit()
     assert all(torch.isfinite(torch.tensor(row["loss"])) for row in trainer.history)
     state = load_checkpoint(result.run_dir / "last.pt")["model"]
     assert set(state) == set(RetinaNet(trainer.model.cfg).state_dict())
-    off = prepare_training(model_cfg, loss, post, replace(cfg, winograd=False, name="direct"), console=_quiet())
+    off = prepare_training(model_cfg, loss, post, replace(cfg, winograd=False, name="direct"), reporter=SilentReporter())
     assert not any(isinstance(m, WinogradConv2d) for m in off.model.modules())
 
 
 def test_freeze_stride_keeps_the_stem_fixed_and_trains_the_rest(tiny_yolo, tmp_path):
     torch.set_num_threads(2)
     model_cfg, loss, post, cfg = _cfgs(tiny_yolo, tmp_path, epochs=1, freeze_stride=4, val_interval=10)
-    trainer = prepare_training(model_cfg, loss, post, cfg, console=_quiet())
+    trainer = prepare_training(model_cfg, loss, post, cfg, reporter=SilentReporter())
     body = trainer.model.backbone.body
     before = {n: p.detach().clone() for n, p in body.named_parameters()}
     trainer.fit()

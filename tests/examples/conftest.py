@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from retina_cli.synthetic import write_yolo_dataset
+from retina_cli.data.synthetic import write_yolo_dataset
 
 
 @pytest.fixture(scope="session")

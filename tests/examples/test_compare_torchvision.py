@@ -9,7 +9,7 @@ from examples_support import load_example
 
 from retina_cli.data import load_dataset
 from retina_cli.engine.evaluate import coco_evaluate, coco_ground_truth, to_coco_results
-from retina_cli.synthetic import CLASSES
+from retina_cli.data.synthetic import CLASSES
 
 compare = load_example("compare_torchvision_bccd")
 

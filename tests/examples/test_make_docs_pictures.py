@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from examples_support import load_example
-from retina_cli.synthetic import write_video
+from retina_cli.data.synthetic import write_video
 
 
 def test_make_docs_pictures_writes_small_pngs(tiny_data, tmp_path):

@@ -16,12 +16,12 @@ from torch import nn
 from retina_cli.config import LossConfig, PostprocessConfig
 from retina_cli.data.batch import pad_targets
 from retina_cli.data.transforms import boxes_from_letterbox, letterbox_batch
-from retina_cli.engine.bench import Subject
+from retina_cli.bench.timing import Subject
 from retina_cli.engine.detector import InferenceModel, TrainingModel, prepare_inference
 from retina_cli.engine.trainer import freeze_backbone_bn
 from retina_cli.errors import ConfigError
 from retina_cli.model.retinanet import RetinaNet
-from retina_cli.model.winograd import WinogradConv2d, winograd_convs
+from retina_cli.speed.winograd import WinogradConv2d, winograd_convs
 from retina_cli.postprocess import Detections, select_detections
 
 Target = tuple[np.ndarray, np.ndarray]  # boxes (G, 4) xyxy float32, labels (G,) int64

@@ -33,12 +33,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-from rich.console import Console
 from torch import Tensor
 
 from retina_cli.boxes.matcher import BACKGROUND
 from retina_cli.config import LossConfig
 from retina_cli.engine.detector import DenseDetector
+from retina_cli.engine.reporting import Reporter, SilentReporter
 from retina_cli.losses import assign_targets, sigmoid_focal_loss
 from retina_cli.model.retinanet import RetinaNet
 
@@ -201,13 +201,13 @@ def run_loss_analysis(
     checkpoint: Path, data: str, split: str = "train", data_format: str = "auto", max_images: int = 100,
     img_size: int | None = None, gammas: Sequence[float] = (0.0, 0.5, 1.0, 2.0), alpha: float | None = None,
     max_negatives: int = 10_000_000, seed: int = 0, batch_size: int = 4, workers: int = 2, device: str = "auto",
-    out: Path | None = None, project: str = "runs/analyze", name: str = "", console: Console | None = None,
+    out: Path | None = None, project: str = "runs/analyze", name: str = "", progress: Reporter | None = None,
 ) -> tuple[LossAnalysis, Path]:
     """Load, collect, analyse; write the plot to ``out`` (default ``<project>/exp*/loss_cdf.png``)
     and the numbers and curves next to it as JSON. Returns the analysis and the PNG's path."""
     from retina_cli.data import load_dataset
     from retina_cli.data.loader import make_loader
-    from retina_cli.data.runs import next_run_dir
+    from retina_cli.engine.runs import next_run_dir
     from retina_cli.engine.checkpoint import configs_from_checkpoint, model_from_checkpoint
     from retina_cli.engine.distributed import select_device
     from retina_cli.engine.evaluation_run import align_classes
@@ -227,15 +227,13 @@ def run_loss_analysis(
     dev = select_device(device)
     loader = make_loader(records, model_cfg.img_size, batch_size, train=False, workers=workers)
     model = model.to(dev)
-    if console is not None:
-        from rich.progress import Progress
-
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task(f"focal loss over {split}", total=len(records))
-            logits = collect_logits(model, loader, loss_cfg, dev, len(records), max_negatives, seed,
-                                    lambda n: bar.advance(task, n))
-    else:
-        logits = collect_logits(model, loader, loss_cfg, dev, len(records), max_negatives, seed)
+    progress = progress or SilentReporter()
+    progress.start(f"focal loss over {split}", len(records))
+    try:
+        logits = collect_logits(model, loader, loss_cfg, dev, len(records), max_negatives, seed,
+                                lambda n: progress.advance(n))
+    finally:
+        progress.stop()
     analysis = analyze(logits, gammas, alpha)
 
     png = Path(out) if out is not None else next_run_dir(Path(project), name or None) / "loss_cdf.png"
@@ -244,7 +242,7 @@ def run_loss_analysis(
                "seed": seed, **analysis.to_dict()}
     png.with_suffix(".json").write_text(json.dumps(payload, indent=2))
     try:
-        from retina_cli.engine.plots import plot_cumulative_loss
+        from retina_cli.drawing.plots import plot_cumulative_loss
     except ImportError as exc:
         raise ConfigError("analyze-loss draws with matplotlib: pip install 'retina-cli[plots]'") from exc
     panels = {

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from retina_cli.model.fold_bn import conv_bn_pairs, fold_batchnorm, fold_conv_bn
+from retina_cli.speed.fold_bn import conv_bn_pairs, fold_batchnorm, fold_conv_bn
 
 
 def _random_bn(bn: nn.Module) -> nn.Module:

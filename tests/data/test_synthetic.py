@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_synthetic_scenes_fit_small_images(tmp_path):
-    from retina_cli.synthetic import write_yolo_dataset
+    from retina_cli.data.synthetic import write_yolo_dataset
 
     # the default object size (20-90 px) is larger than a 64 px image: shapes are capped to fit
     root = write_yolo_dataset(tmp_path / "d", n_train=3, n_val=1, size=(64, 64))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from helpers import make_checkpoint
-from retina_cli.engine.bench import Stat, bench_images, match_detections, peak_memory_mb, run_stages, time_subjects, Subject
-from retina_cli.engine.bench_run import BenchOptions, run_bench, speed_accuracy
+from retina_cli.bench.timing import Stat, bench_images, match_detections, peak_memory_mb, run_stages, time_subjects, Subject
+from retina_cli.bench.run import BenchOptions, run_bench, speed_accuracy
 from retina_cli.errors import ConfigError
 from retina_cli.postprocess import Detections
 
@@ -117,7 +117,7 @@ def test_onnxruntime_fp32_agrees_and_int8_keeps_most_detections(tmp_path):
 
 
 def test_speed_accuracy_rows_and_plot(tmp_path):
-    from retina_cli.synthetic import write_yolo_dataset
+    from retina_cli.data.synthetic import write_yolo_dataset
 
     data = write_yolo_dataset(tmp_path / "data", n_train=2, n_val=3, size=(96, 128))
     a, _ = make_checkpoint(tmp_path / "a.pt", seed=0, names=("circle", "square", "triangle"))

@@ -8,7 +8,7 @@ import pytest
 PROBE = """
 import resource
 import torch
-from retina_cli.host_memory import keep_freed_memory
+from retina_cli.speed.host_memory import keep_freed_memory
 assert keep_freed_memory()
 def step():  # a network's activations: a few blocks of several MiB made and freed every step
     xs = [torch.ones(1 << 20 + i % 3) for i in range(6)]

@@ -1,4 +1,4 @@
-"""``retina train --anchors auto``: the anchor search of :mod:`retina_cli.boxes.anchor_search` run
+"""``retina train --anchors auto``: the anchor search of :mod:`retina_cli.anchors.search` run
 on the training split before the model is built (``retina anchors`` reports the same search)."""
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ def auto_anchors(model_cfg: ModelConfig, loss_cfg: LossConfig, train_cfg: TrainC
     would) and every rank takes its result, so all ranks build the same model whatever their
     floating-point paths.
     """
-    from retina_cli.boxes.anchor_search import best_anchor_iou, search_anchors
+    from retina_cli.anchors.search import best_anchor_iou, search_anchors
     from retina_cli.data import load_dataset
-    from retina_cli.data.anchor_fit import letterboxed_boxes
+    from retina_cli.anchors.fit import letterboxed_boxes
     from retina_cli.engine import distributed as dist_utils
 
     dist = dist_utils.init_distributed(train_cfg.device)

@@ -188,7 +188,7 @@ def bench_images(size: int, batch: int, seed: int = 0) -> tuple[list[np.ndarray]
     Square, so neither our letterbox nor torchvision's transform resizes: both run the network on
     exactly ``size x size`` pixels.
     """
-    from retina_cli.synthetic import draw_scene
+    from retina_cli.data.synthetic import draw_scene
 
     rng = np.random.default_rng(seed)
     images, targets = [], []

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from retina_cli.boxes.anchor_search import best_anchor_iou, coverage_score, kmeans_ratios, search_anchors
+from retina_cli.anchors.search import best_anchor_iou, coverage_score, kmeans_ratios, search_anchors
 from retina_cli.boxes.ops import pairwise_iou
 from retina_cli.config import AnchorConfig
-from retina_cli.data.anchor_fit import all_anchors
+from retina_cli.anchors.fit import all_anchors
 
 
 def random_boxes(n: int, img: int, seed: int) -> torch.Tensor:

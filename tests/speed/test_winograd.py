@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from retina_cli.model.winograd import WinogradConv2d, eligible, transform_weight, winograd_convs
+from retina_cli.speed.winograd import WinogradConv2d, eligible, transform_weight, winograd_convs
 
 
 def test_weight_transform_is_G_g_Gt_per_channel_pair():
@@ -112,7 +112,7 @@ def test_cached_weight_follows_optimizer_updates():
 
 
 def test_bands_cover_every_tile_row_and_give_the_same_result(monkeypatch):
-    import retina_cli.model.winograd as wg
+    import retina_cli.speed.winograd as wg
 
     assert wg._bands(10, 1, 5, 8, 4, tile=6) == [(0, 10)]
     monkeypatch.setattr(wg, "BAND_BYTES", 36 * 2 * 5 * 8 * 4 * 3)  # three rows of 6x6 tiles per band

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 
 from retina_cli.config import AnchorConfig, LossConfig, ModelConfig, PostprocessConfig
-from retina_cli.engine.bench import (
+from retina_cli.bench.timing import (
     Subject, SubjectResult, bench_images, match_detections, peak_memory_mb, run_stages, time_subjects,
 )
 from retina_cli.errors import ConfigError
@@ -164,7 +164,7 @@ def _set_score_bias(heads: list[torch.nn.Conv2d], model, images, opts: BenchOpti
         for h in heads:
             h.bias.data.fill_(float(opts.score_bias))
         return
-    from retina_cli.engine.bench_subjects import retina_subject
+    from retina_cli.bench.subjects import retina_subject
 
     probe = retina_subject(model, opts.post, LossConfig(), device, images[:1], channels_last=False, winograd=False)
     (cls_out, _), _ = run_stages(probe.inference[:2], images[:1], device)
@@ -184,7 +184,7 @@ def _set_score_bias(heads: list[torch.nn.Conv2d], model, images, opts: BenchOpti
 
 
 def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None) -> BenchReport:
-    from retina_cli.engine import bench_subjects as subj
+    from retina_cli.bench import subjects as subj
     from retina_cli.engine.distributed import select_device
 
     if opts.threads:
@@ -279,7 +279,7 @@ def speed_accuracy(
     """Per checkpoint: median inference ms per image (our PyTorch path with ``opts``' device,
     threads, precision and layout) and, with ``data``, COCO AP / AP50 on ``split``; ``plot`` writes
     ms against AP, one labelled point per checkpoint (the paper's Figure 2 on this machine)."""
-    from retina_cli.engine.bench_subjects import retina_subject
+    from retina_cli.bench.subjects import retina_subject
     from retina_cli.engine.checkpoint import configs_from_checkpoint, model_from_checkpoint
     from retina_cli.engine.distributed import select_device
 
@@ -317,7 +317,7 @@ def speed_accuracy(
                 row.update(AP=res.metrics["AP"], AP50=res.metrics["AP50"])
             rows.append(row)
     if plot:
-        from retina_cli.engine.plots import plot_speed_accuracy
+        from retina_cli.drawing.plots import plot_speed_accuracy
 
         plot_speed_accuracy(rows, plot, f"{device}, {torch.get_num_threads()} threads, {data} [{split}]")
     return rows

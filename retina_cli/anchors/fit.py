@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from retina_cli.boxes.anchor_search import best_anchor_iou
+from retina_cli.anchors.search import best_anchor_iou
 from retina_cli.boxes.anchors import feature_sizes_for, generate_anchors
 from retina_cli.boxes.matcher import FOREGROUND, match_anchors
 from retina_cli.boxes.ops import box_area, pairwise_iou

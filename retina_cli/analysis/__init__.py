@@ -1,0 +1,1 @@
+"""Analyses of a trained model: where the focal loss goes (`retina analyze-loss`)."""

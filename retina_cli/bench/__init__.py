@@ -1,0 +1,1 @@
+"""Timing and memory of inference and training steps, against torchvision too (`retina bench`)."""

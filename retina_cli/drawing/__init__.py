@@ -1,0 +1,1 @@
+"""Pictures: boxes drawn on images (predict, viz) and the training / PR curve plots."""
