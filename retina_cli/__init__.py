@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": "retina_cli.api.detector",
     "Detector": "retina_cli.api.detector",
-    "Result": "retina_cli.api.results",
+    "Result": "retina_cli.engine.results",
     "Metrics": "retina_cli.api.metrics",
     "train": "retina_cli.api.training",
     "RetinaError": "retina_cli.errors",
@@ -30,7 +30,7 @@ __all__ = ["Detector", "Metrics", "Result", "RetinaError", "__version__", "load"
 if TYPE_CHECKING:
     from retina_cli.api.detector import Detector, load
     from retina_cli.api.metrics import Metrics
-    from retina_cli.api.results import Result
+    from retina_cli.engine.results import Result
     from retina_cli.api.training import train
     from retina_cli.errors import RetinaError
 

@@ -99,7 +99,9 @@ def resolve(
         for k, v in layer.items():
             if k in values:
                 values[k], sources[k] = v, label
-    values["model"], sources["model"] = name, sources["model"] if sources["model"] != "default" else "auto"
+    values["model"] = name
+    if sources["model"] == "default":
+        sources["model"] = "auto"
     if values["time"] and sources["epochs"] not in ("given", "config"):
         values["epochs"] = 0  # the budget decides how many epochs fit
     return Resolved(values, sources, notes)

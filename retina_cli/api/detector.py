@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from retina_cli.api.inputs import open_frames
 from retina_cli.api.metrics import Metrics
-from retina_cli.api.results import Result
+from retina_cli.engine.results import Result
 from retina_cli.engine.predict import Backend, Predictor, class_names, load_backend, make_predictor, override_postprocess
 from retina_cli.engine.sources import Frame
 from retina_cli.errors import ConfigError

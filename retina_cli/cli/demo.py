@@ -35,6 +35,7 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train, evaluate and predict on a generated dataset of shapes (YOLO layout), end to end."""
+    from retina_cli.cli.progress import RichReporter
     from retina_cli.engine.runs import next_run_dir
     from retina_cli.engine.evaluation_run import run_evaluation
     from retina_cli.engine.predict import PredictConfig, run_predict
@@ -63,17 +64,13 @@ def demo(
     )
     term.print(f"[bold]2/5 train[/]: {backbone} ({'ImageNet weights from ' + weights if weights else 'random init'}), "
                f"P3-P5, {img_size}px, {epochs} epochs", highlight=False)
-    from retina_cli.cli.progress import RichReporter
-
     trainer = prepare_training(model_cfg, LossConfig(), PostprocessConfig(), train_cfg, reporter=RichReporter(term))
     result = trainer.fit()
     best = result.run_dir / "best.pt"
 
     term.print("[bold]3/5 eval[/]: COCO metrics on the validation split", highlight=False)
-    from retina_cli.cli.progress import TransientBar
-
     res, eval_dir = run_evaluation(best, str(data), split="val", workers=0, device=device,
-                                   project=str(root), name="eval", progress=TransientBar(term))
+                                   project=str(root), name="eval", progress=RichReporter(term, transient=True))
 
     video = write_video(root / "clip.mp4", frames=48, seed=seed + 1)
     term.print(f"[bold]4/5 predict[/]: {video}", highlight=False)

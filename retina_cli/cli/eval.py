@@ -33,12 +33,12 @@ def eval_cmd(
     """Evaluate a checkpoint: AP, AP50, AP75, AP small/medium/large, AR and per-class AP; writes
     metrics.json, detections (COCO results JSON) and PR curves."""
     from retina_cli.api.detector import load
-    from retina_cli.cli.progress import TransientBar
+    from retina_cli.cli.progress import RichReporter
 
     out = console()
     res = load(checkpoint, device=device, precision=precision, winograd=winograd).val(
         data, split=split, data_format=data_format, batch=batch_size, workers=workers, conf=conf, iou=iou, max_det=max_det,
-        project=project, name=name, progress=None if json_out else TransientBar(out),
+        project=project, name=name, progress=None if json_out else RichReporter(out, transient=True),
     )
     run_dir = res.run_dir
     if json_out:

@@ -7,24 +7,6 @@ from rich.markup import escape
 from rich.progress import Progress
 
 
-class TransientBar:
-    """One bar that disappears when done (``retina eval``'s)."""
-
-    def __init__(self, console: Console) -> None:
-        self.bar, self.task = Progress(console=console, transient=True), None
-
-    def start(self, name: str, total: int | None) -> None:
-        self.bar.start()
-        self.task = self.bar.add_task(name, total=total)
-
-    def advance(self, n: int) -> None:
-        if self.task is not None:
-            self.bar.advance(self.task, n)
-
-    def stop(self) -> None:
-        self.bar.stop()
-
-
 class RichReporter:
     """The engine's :class:`~retina_cli.engine.reporting.Reporter` on a rich console: a bar with a
     status line per unit of work where a person watches a terminal; on a log file or a pipe no bar

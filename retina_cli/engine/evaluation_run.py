@@ -106,7 +106,7 @@ def run_evaluation(
     winograd: bool = True,
 ) -> tuple[EvalResult, Path]:
     """Load ``checkpoint`` (.pt or .onnx), :func:`evaluate_backend`, write into the next run folder of
-    ``project``. progress: as in evaluate_backend (``retina_cli.cli.progress.TransientBar`` in the CLI)."""
+    ``project``. progress: as in evaluate_backend (``retina_cli.cli.progress.RichReporter`` in the CLI)."""
     from retina_cli.engine.runs import next_run_dir
     from retina_cli.engine.predict import load_backend, override_postprocess
 

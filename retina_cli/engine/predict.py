@@ -8,7 +8,7 @@ boxes come back in original image pixels. Video frames go through the threaded p
 
 One inference path for the CLI and the Python API (:mod:`retina_cli.api`): both get their
 :class:`Predictor` from :func:`make_predictor` and their per-frame
-:class:`~retina_cli.api.results.Result` objects from :meth:`Predictor.results`; ``predictions.json``,
+:class:`~retina_cli.engine.results.Result` objects from :meth:`Predictor.results`; ``predictions.json``,
 the CSV, the txt labels and the annotated media are written from those Results.
 
 Under torchrun (WORLD_SIZE > 1) each rank takes every ``world``-th source, writes its rows to a
@@ -28,10 +28,11 @@ import cv2
 import numpy as np
 import torch
 
-from retina_cli.api.results import Result
+from retina_cli.engine.results import Result
 from retina_cli.config import ModelConfig, PostprocessConfig
 from retina_cli.data.transforms import boxes_from_letterbox, letterbox_batch
 from retina_cli.engine import writers
+from retina_cli.engine.reporting import SilentReporter
 from retina_cli.engine.sources import Frame, Source, SourceError, VideoReader, iter_images, resolve_sources
 from retina_cli.engine.video import StageTimer, run_pipeline
 from retina_cli.errors import ConfigError
@@ -269,11 +270,6 @@ class Progress(Protocol):
     def stop(self) -> None: ...
 
 
-class _NoProgress:
-    def start(self, name: str, total: int | None) -> None: ...
-    def advance(self, n: int) -> None: ...
-    def stop(self) -> None: ...
-
 
 class _Job:
     """Per-source state shared by the pipeline callbacks: rows, counters, save folders."""
@@ -367,7 +363,7 @@ def run_predict(
     from retina_cli.engine import distributed as dist
 
     info = dist.init_distributed(cfg.device)
-    progress = progress or _NoProgress()
+    progress = progress or SilentReporter()
     try:
         sources = resolve_sources(source)
         backend = load_backend(model_path, cfg.backend, cfg.device, cfg.precision, info.local_rank, cfg.winograd)

@@ -165,6 +165,7 @@ class Trainer:
         self.iters_per_epoch = len(self.train_loader)
         # with --time the budget sets (and keeps correcting) the length of the run; --epochs caps it
         self.max_iters = self.iters_per_epoch * cfg.epochs if cfg.epochs else None
+        # until the first steps are timed, a budget run's length is a placeholder (its warm-up cap)
         self.total_iters = self.max_iters or self.iters_per_epoch * 100
         self.clock = clock
         self.budget = None
@@ -273,7 +274,6 @@ class Trainer:
             self.tb = _tensorboard_writer(self.run_dir, self.reporter)
         epochs_done = self.start_epoch
         try:
-            epoch = self.start_epoch
             while not self._done(epoch):
                 stats, budget_spent = self._train_epoch(epoch)
                 last = budget_spent or self._done(epoch + 1)

@@ -24,7 +24,7 @@ def test_import_loads_no_heavy_module_and_names_resolve_lazily():
 
 def test_public_names():
     from retina_cli.api.detector import Detector, load
-    from retina_cli.api.results import Result
+    from retina_cli.engine.results import Result
 
     assert retina_cli.load is load and retina_cli.Detector is Detector and retina_cli.Result is Result
     assert {"load", "Detector", "Result", "Metrics", "train", "RetinaError"} <= set(retina_cli.__all__)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from retina_cli.api.results import MissingExtraError, Result
+from retina_cli.engine.results import MissingExtraError, Result
 from retina_cli.drawing.boxes import PALETTE, draw_boxes
 from retina_cli.errors import ConfigError, RetinaError
 
