@@ -13,7 +13,10 @@ assert keep_freed_memory()
 def step():  # a network's activations: a few blocks of several MiB made and freed every step
     xs = [torch.ones(1 << 20 + i % 3) for i in range(6)]
     del xs
-for _ in range(3):
+# first-fit placement of the 4/8/16 MiB blocks among torch's small allocations takes a few steps to
+# settle: tuned, the heap grew (fresh pages faulted) in up to the first 7 steps of a process (8
+# probes on the Zen 5 VM), then never again; untuned it mostly kept faulting 8-10k pages per step
+for _ in range(10):
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):
