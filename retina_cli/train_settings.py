@@ -40,7 +40,7 @@ def _defaults() -> dict[str, Any]:
         "anchor_scales": _numbers(anchors.scales),
         "anchors": "manual",
         # loss
-        **{k: getattr(loss, k) for k in ("gamma", "alpha", "box_loss", "fg_iou", "bg_iou")},
+        **{k: getattr(loss, k) for k in ("gamma", "alpha", "box_loss", "box_weight", "fg_iou", "bg_iou")},
         # post-processing (validation; stored for predict)
         "conf": post.score_thresh, "iou": post.nms_thresh, "max_det": post.max_det,
     }
@@ -224,7 +224,7 @@ def build_configs(r: Resolved, data: str) -> tuple[ModelConfig, LossConfig, Post
         img_size=img_size, mean=mean, std=std,
     )
     loss = LossConfig(gamma=float(v["gamma"]), alpha=float(v["alpha"]), box_loss=v["box_loss"],
-                      fg_iou=float(v["fg_iou"]), bg_iou=float(v["bg_iou"]))
+                      box_weight=float(v["box_weight"]), fg_iou=float(v["fg_iou"]), bg_iou=float(v["bg_iou"]))
     post = PostprocessConfig(score_thresh=float(v["conf"]), nms_thresh=float(v["iou"]), max_det=int(v["max_det"]))
     train = TrainConfig(data=str(data), preset=v["model"], **{k: val for k, val in v.items() if k in _TRAIN_FIELDS})
     if v["anchors"] not in ("manual", "auto"):

@@ -54,7 +54,8 @@ def train(
     # loss
     gamma: Optional[float] = typer.Option(None, "--gamma", help="Focal loss focusing parameter."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Focal loss foreground weight (negative: off)."),
-    box_loss: Optional[str] = typer.Option(None, "--box-loss", help="l1, smooth_l1 or giou."),
+    box_loss: Optional[str] = typer.Option(None, "--box-loss", help="l1, smooth_l1 or giou (on decoded boxes)."),
+    box_weight: Optional[float] = typer.Option(None, "--box-weight", help="Weight of the box loss against the focal loss."),
     fg_iou: Optional[float] = typer.Option(None, "--fg-iou"),
     bg_iou: Optional[float] = typer.Option(None, "--bg-iou"),
     # post-processing (used for validation, stored for predict)
@@ -78,7 +79,7 @@ def train(
     freeze_backbone: Optional[bool] = typer.Option(None, "--freeze-backbone", help="Train only FPN and head."),
     freeze_stride: Optional[int] = typer.Option(None, "--freeze-stride", help="Do not train the backbone layers that run at strides up to this (4: stem and first stage; 0: train all). For fine-tuning from ImageNet weights: their backward pass is skipped."),
     amp: Optional[bool] = typer.Option(None, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),
-    ema: Optional[bool] = typer.Option(None, "--ema", help="Keep an exponential moving average of the weights."),
+    ema: Optional[bool] = typer.Option(None, "--ema", help="Validate and save an exponential moving average of the weights (its window: a tenth of the run, at most 5000 steps)."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     # data

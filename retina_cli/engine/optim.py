@@ -59,19 +59,43 @@ def build_scheduler(
 
 
 class ModelEma:
-    """Exponential moving average of a model's weights, with the usual warm-up of the decay."""
+    """Exponential moving average of a model's weights.
 
-    def __init__(self, model: nn.Module, decay: float = 0.9998) -> None:
+    The averaging window follows the length of the run: at most ``1 / (1 - decay)`` updates (5000
+    for 0.9998), and at most a tenth of ``total_iters`` (asked at every update, so a time budget's
+    corrected estimate counts). A fixed 0.9998 would average a 600-iteration run's final weights
+    with the ones of its first minutes; its warm-up (``exp(-n / 2000)``) would make it a no-op.
+    The decay also warms up over the first fifth of a window (the early weights are noise).
+    """
+
+    WINDOW_SHARE = 0.1  # the window as a share of the run
+
+    def __init__(self, model: nn.Module, decay: float = 0.9998,
+                 total_iters: int | Callable[[], int] | None = None) -> None:
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay = decay
+        self.total_iters = total_iters
         self.updates = 0
+
+    def window(self) -> float:
+        """Updates averaged (``1 / (1 - d)``) once the warm-up is over."""
+        window = 1.0 / max(1.0 - self.decay, 1e-12)
+        total = self.total_iters() if callable(self.total_iters) else self.total_iters
+        if total:
+            window = min(window, max(1.0, self.WINDOW_SHARE * total))
+        return window
+
+    def current_decay(self) -> float:
+        window = self.window()
+        tau = max(window / 5.0, 1.0)
+        return (1.0 - 1.0 / window) * (1.0 - math.exp(-self.updates / tau))
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         self.updates += 1
-        d = self.decay * (1 - math.exp(-self.updates / 2000))
+        d = self.current_decay()
         ema_state = self.module.state_dict()
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:

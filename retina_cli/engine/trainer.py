@@ -177,7 +177,7 @@ class Trainer:
         self.use_amp = cfg.amp
         self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
-        self.ema = ModelEma(model, cfg.ema_decay) if cfg.ema else None
+        self.ema = ModelEma(model, cfg.ema_decay, lambda: self.total_iters) if cfg.ema else None
         self.start_epoch = 0
         self.best_ap = -1.0
         self.best_ap50 = -1.0
