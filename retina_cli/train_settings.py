@@ -102,9 +102,31 @@ def resolve(
     values["model"] = name
     if sources["model"] == "default":
         sources["model"] = "auto"
+    _check_values(values, sources, name)
     if values["time"] and sources["epochs"] not in ("given", "config"):
         values["epochs"] = 0  # the budget decides how many epochs fit
     return Resolved(values, sources, notes)
+
+
+def _check_values(values: dict[str, Any], sources: Mapping[str, str], preset: str) -> None:
+    """Every setting in its range (:mod:`retina_cli.validation`) and of its kind, in place: before a
+    model is built or a folder made. A message names the flag, or the config file's / preset's key."""
+    from retina_cli import validation
+
+    def label(k: str) -> str:
+        where = sources[k]
+        return {"config": f"config file setting {k}", "preset": f"preset {preset} setting {k}"}.get(where, validation.flag(k))
+
+    if sources["time"] == "given":  # 0 means no budget, which leaving --time out already says
+        validation.check("time_budget", values["time"], "--time")
+    values.update(validation.check_settings(values, {k: label(k) for k in values}))
+    for k, v in values.items():
+        if k not in validation.RULES:
+            values[k] = validation.check_kind(v, DEFAULTS[k], label(k))
+    validation.check_device(values["device"], label("device"))
+
+
+MAX_LEVEL = 10  # P10: stride 1024, already above any input size a GPU trains at
 
 
 def parse_levels(text: str) -> tuple[int, int]:
@@ -116,8 +138,8 @@ def parse_levels(text: str) -> tuple[int, int]:
             lo = hi = int(text)
     except ValueError as exc:
         raise ConfigError(f"--fpn-levels {text!r}: expected a range such as 3-7") from exc
-    if not 1 <= lo <= hi:
-        raise ConfigError(f"--fpn-levels {text!r}: expected MIN-MAX with 1 <= MIN <= MAX")
+    if not 1 <= lo <= hi <= MAX_LEVEL:
+        raise ConfigError(f"--fpn-levels {text!r}: expected MIN-MAX with 1 <= MIN <= MAX <= {MAX_LEVEL}")
     return lo, hi
 
 
@@ -129,8 +151,8 @@ def parse_floats(text: str, flag: str) -> tuple[float, ...]:
         values = tuple(float(x) for x in text.replace(" ", "").split(",") if x)
     except ValueError as exc:
         raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers") from exc
-    if any(v <= 0 for v in values):
-        raise ConfigError(f"{flag} {text!r}: values must be positive")
+    if any(not (0 < v < math.inf) for v in values):  # NaN fails this too
+        raise ConfigError(f"{flag} {text!r}: values must be finite and positive")
     return values
 
 
@@ -142,7 +164,7 @@ def parse_anchor_sizes(text: str) -> tuple[tuple[float, ...], float | None]:
             factor = float(t[:-1])
         except ValueError:
             factor = -1.0
-        if factor <= 0:
+        if not 0 < factor < math.inf:
             raise ConfigError(f"--anchor-sizes {text!r}: expected sizes such as 32,64,128 or a multiple of the stride such as 4x")
         return (), factor
     return parse_floats(t, "--anchor-sizes"), None

@@ -207,7 +207,7 @@ def run_loss_analysis(
     and the numbers and curves next to it as JSON. Returns the analysis and the PNG's path."""
     from retina_cli.data import load_dataset
     from retina_cli.data.loader import make_loader
-    from retina_cli.engine.runs import next_run_dir
+    from retina_cli.engine.runs import discard_on_failure, next_run_dir, output_file
     from retina_cli.engine.checkpoint import configs_from_checkpoint, model_from_checkpoint
     from retina_cli.engine.distributed import select_device
     from retina_cli.engine.evaluation_run import align_classes
@@ -215,41 +215,42 @@ def run_loss_analysis(
 
     if max_images < 1 or max_negatives < 1:
         raise ConfigError("--max-images and --max-negatives must be at least 1")
-    model, ckpt = model_from_checkpoint(checkpoint)
-    model_cfg, loss_cfg, _ = configs_from_checkpoint(ckpt)
-    if img_size:
-        model_cfg = replace(model_cfg, img_size=img_size)  # validates the size against the top stride
-    alpha = loss_cfg.alpha if alpha is None else alpha
-    dataset = load_dataset(data, data_format)
-    if not dataset.splits.get(split):
-        raise DataError(f"{data}: no images in split {split!r} (splits: {', '.join(k for k, v in dataset.splits.items() if v)})")
-    records = align_classes(dataset.splits[split], dataset.class_names, model_cfg.class_names, data)[:max_images]
-    dev = select_device(device)
-    loader = make_loader(records, model_cfg.img_size, batch_size, train=False, workers=workers)
-    model = model.to(dev)
-    progress = progress or SilentReporter()
-    progress.start(f"focal loss over {split}", len(records))
-    try:
-        logits = collect_logits(model, loader, loss_cfg, dev, len(records), max_negatives, seed,
-                                lambda n: progress.advance(n))
-    finally:
-        progress.stop()
-    analysis = analyze(logits, gammas, alpha)
+    # the output folder is made and probed before any work; a run refused afterwards takes it back
+    png = output_file(out) if out is not None else next_run_dir(Path(project), name or None) / "loss_cdf.png"
+    with discard_on_failure(png.parent, fresh=out is None):
+        model, ckpt = model_from_checkpoint(checkpoint)
+        model_cfg, loss_cfg, _ = configs_from_checkpoint(ckpt)
+        if img_size:
+            model_cfg = replace(model_cfg, img_size=img_size)  # validates the size against the top stride
+        alpha = loss_cfg.alpha if alpha is None else alpha
+        dataset = load_dataset(data, data_format)
+        if not dataset.splits.get(split):
+            raise DataError(f"{data}: no images in split {split!r} (splits: {', '.join(k for k, v in dataset.splits.items() if v)})")
+        records = align_classes(dataset.splits[split], dataset.class_names, model_cfg.class_names, data)[:max_images]
+        dev = select_device(device)
+        loader = make_loader(records, model_cfg.img_size, batch_size, train=False, workers=workers)
+        model = model.to(dev)
+        progress = progress or SilentReporter()
+        progress.start(f"focal loss over {split}", len(records))
+        try:
+            logits = collect_logits(model, loader, loss_cfg, dev, len(records), max_negatives, seed,
+                                    lambda n: progress.advance(n))
+        finally:
+            progress.stop()
+        analysis = analyze(logits, gammas, alpha)
 
-    png = Path(out) if out is not None else next_run_dir(Path(project), name or None) / "loss_cdf.png"
-    png.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "img_size": model_cfg.img_size,
-               "seed": seed, **analysis.to_dict()}
-    png.with_suffix(".json").write_text(json.dumps(payload, indent=2))
-    try:
-        from retina_cli.drawing.plots import plot_cumulative_loss
-    except ImportError as exc:
-        raise ConfigError("analyze-loss draws with matplotlib: pip install 'retina-cli[plots]'") from exc
-    panels = {
-        f"positives ({analysis.num_positives:,} foreground anchors)": [
-            (f"γ = {r.gamma:g}", r.positive.fraction, r.positive.cumulative) for r in analysis.results],
-        f"negatives ({analysis.sampled_negatives:,} background entries)": [
-            (f"γ = {r.gamma:g}", r.negative.fraction, r.negative.cumulative) for r in analysis.results],
-    }
-    plot_cumulative_loss(panels, png)
-    return analysis, png
+        payload = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "img_size": model_cfg.img_size,
+                   "seed": seed, **analysis.to_dict()}
+        png.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+        try:
+            from retina_cli.drawing.plots import plot_cumulative_loss
+        except ImportError as exc:
+            raise ConfigError("analyze-loss draws with matplotlib: pip install 'retina-cli[plots]'") from exc
+        panels = {
+            f"positives ({analysis.num_positives:,} foreground anchors)": [
+                (f"γ = {r.gamma:g}", r.positive.fraction, r.positive.cumulative) for r in analysis.results],
+            f"negatives ({analysis.sampled_negatives:,} background entries)": [
+                (f"γ = {r.gamma:g}", r.negative.fraction, r.negative.cumulative) for r in analysis.results],
+        }
+        plot_cumulative_loss(panels, png)
+        return analysis, png

@@ -19,7 +19,7 @@ from retina_cli.api.metrics import Metrics
 from retina_cli.engine.results import Result
 from retina_cli.engine.predict import Backend, Predictor, class_names, load_backend, make_predictor, override_postprocess
 from retina_cli.engine.sources import Frame
-from retina_cli.errors import ConfigError
+from retina_cli import validation
 
 
 class Detector:
@@ -51,8 +51,7 @@ class Detector:
         all). batch: frames per network call. stream: return a generator (one Result at a time,
         for videos and webcams) instead of a list.
         """
-        if batch < 1:
-            raise ConfigError(f"batch must be at least 1, got {batch}")
+        validation.check_flags(conf=conf, iou=iou, max_det=max_det, batch=batch)
         predictor = make_predictor(self._backend, conf, iou, max_det, classes)
         results = _results(predictor, open_frames(source, channels), batch)
         return results if stream else list(results)
@@ -74,14 +73,19 @@ class Detector:
         """
         from retina_cli.engine.evaluation_run import evaluate_backend, write_evaluation
 
-        post = override_postprocess(self._backend.post_cfg, conf, iou, max_det)
-        ev = evaluate_backend(self._backend, str(data), split, data_format, batch, workers, post, progress)
-        run_dir = None
-        if project is not None:
-            from retina_cli.engine.runs import next_run_dir
+        validation.check_flags(batch=batch, workers=workers, conf=conf, iou=iou, max_det=max_det)
+        import contextlib
 
-            run_dir = next_run_dir(Path(project), name or None)
-            write_evaluation(ev, run_dir, self.path, str(data))
+        from retina_cli.engine.runs import absent_folders, discard_on_failure, next_run_dir
+
+        post = override_postprocess(self._backend.post_cfg, conf, iou, max_det)
+        # the run folder is made and probed first; a dataset refused afterwards takes it back
+        absent = absent_folders(project) if project is not None else []
+        run_dir = next_run_dir(Path(project), name or None) if project is not None else None
+        with discard_on_failure(run_dir, made=absent) if run_dir is not None else contextlib.nullcontext():
+            ev = evaluate_backend(self._backend, str(data), split, data_format, batch, workers, post, progress)
+            if run_dir is not None:
+                write_evaluation(ev, run_dir, self.path, str(data))
         return Metrics(ev.result.metrics, ev.result.per_class, split, len(ev.records), run_dir)
 
     def export(
@@ -97,6 +101,7 @@ class Detector:
         """
         from retina_cli.export.formats import export_model
 
+        validation.check_flags(opset=opset, calibration_images=calibration_images)
         done = export_model(self.path, format, out, dynamic_size, opset, int8, calibration, calibration_images)
         return done.int8 or done.path
 
@@ -117,5 +122,6 @@ def load(path: str | Path, device: str = "auto", backend: str = "auto", precisio
     onnxruntime, else torch), "torch" or "onnxruntime". precision: "fp32" or "bf16" (torch
     backend, autocast). winograd: on CPU in fp32, wide 3x3 convolutions as Winograd F(4x4, 3x3).
     """
+    validation.check_device(device)
     path = Path(path)
     return Detector(load_backend(path, backend, device, precision, winograd=winograd), path)

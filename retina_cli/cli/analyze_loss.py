@@ -4,6 +4,7 @@ positive and negative examples for several gammas) for a trained model on a data
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +21,7 @@ def parse_gammas(text: str) -> tuple[float, ...]:
         values = tuple(float(x) for x in text.replace(" ", "").split(",") if x)
     except ValueError as exc:
         raise ConfigError(f"--gammas {text!r}: expected comma-separated numbers such as 0,0.5,1,2") from exc
-    if not values or any(v < 0 for v in values):
+    if not values or any(not 0 <= v < math.inf for v in values):  # NaN fails this too
         raise ConfigError(f"--gammas {text!r}: give one or more values >= 0")
     return values
 
@@ -48,6 +49,13 @@ def analyze_loss(
     """Cumulative focal loss of positive anchors (their GT class) and negative entries (every class of
     background anchors), normalised and sorted, for each gamma, as the RetinaNet paper's Figure 4;
     prints the share of each set's loss carried by its hardest 1% and 10%."""
+    from retina_cli import validation
+
+    # --img-size 0 is the checkpoint's size; --max-images must keep at least one image here
+    validation.check_flags(img_size=img_size or None, alpha=alpha, max_negatives=max_negatives, seed=seed,
+                           batch_size=batch_size, workers=workers)
+    validation.check("loss_max_images", max_images, "--max-images")
+    validation.check_device(device)
     from retina_cli.cli.progress import RichReporter
     from retina_cli.analysis.focal_loss import HARDEST, run_loss_analysis
 

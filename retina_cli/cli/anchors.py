@@ -107,9 +107,18 @@ def anchors(
 ) -> None:
     """Report how well the anchors cover the dataset's boxes (best anchor IoU >= --fg-iou, per class and
     size), search sizes, ratios and scales that cover them better, and print the flags to train with."""
+    from retina_cli import validation
+
+    validation.check_settings(dict(val_fraction=val_fraction, img_size=img_size, fg_iou=fg_iou, bg_iou=bg_iou,
+                                   num_ratios=num_ratios, num_scales=num_scales, generations=generations,
+                                   max_boxes=max_boxes, matched_images=matched_images, seed=seed))
     from retina_cli.anchors.search import search_anchors
     from retina_cli.data import load_dataset
     from retina_cli.anchors.fit import letterboxed_boxes
+    from retina_cli.engine.runs import output_file
+
+    if plot is not None:
+        output_file(plot, "--plot")  # its folder made and probed before the search runs
 
     import torch
 

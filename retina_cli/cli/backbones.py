@@ -21,6 +21,9 @@ def backbones(
     json_out: bool = typer.Option(False, "--json", help="Print JSON only: every matching name (no --limit), and failures."),
 ) -> None:
     """List backbone providers (entry-point group retina_cli.backbones) and the backbones they build."""
+    from retina_cli import validation
+
+    validation.check_flags(limit=limit)
     out = console()
     entries = plugins.discover()
     if provider and provider not in entries:

@@ -112,8 +112,21 @@ def bench(
     """Time inference (pre-process / network / post-process) and a training step (forward / loss /
     backward / optimizer) with warm-up and repeats; peak memory; `--compare torchvision` times
     torchvision's RetinaNet on the same weights in the same run and checks the detections agree."""
+    from retina_cli import validation
+
+    validation.check_flags(img_size=img_size, num_classes=num_classes, fpn_channels=fpn_channels, head_depth=head_depth,
+                           head_width=head_width, conf=conf, iou=iou, topk=topk, max_det=max_det, batch=batch,
+                           train_batch=train_batch, threads=threads, runs=runs, warmup=warmup, seed=seed)
+    validation.check_device(device)
+    if score_bias not in ("auto", "none"):
+        validation.check("score_bias", score_bias)
     from retina_cli.cli.options import parse_floats, parse_levels
     from retina_cli.bench.run import BenchOptions, run_bench
+    from retina_cli.engine.runs import output_file
+
+    for path, flag in ((out, "--out"), (plot, "--plot")):
+        if path:
+            output_file(path, flag)  # its folder made and probed before anything is timed
 
     opts = BenchOptions(
         checkpoints=tuple(str(c) for c in checkpoints or ()), backbone=backbone,
@@ -157,7 +170,6 @@ def bench(
     report = _with_status(con, json_out, lambda progress: run_bench(opts, progress))
     payload = report.to_dict()
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(payload, indent=2))
     if json_out:
         typer.echo(json.dumps(payload, indent=2))

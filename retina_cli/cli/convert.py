@@ -20,6 +20,9 @@ def convert(
     bn_eps: float = typer.Option(1e-5, "--bn-eps", help="The eps the source's batch norms used: 1e-5 (torchvision's default) or 0 for the published COCO_V1 weights, which torchvision loads with eps 0."),
 ) -> None:
     """Convert torchvision RetinaNet weights so `retina predict`/`eval` give torchvision's detections."""
+    from retina_cli import validation
+
+    validation.check_flags(num_classes=num_classes, img_size=img_size, bn_eps=bn_eps)
     from retina_cli.engine.convert import convert_torchvision
 
     names = tuple(n.strip() for n in classes.split(",") if n.strip())

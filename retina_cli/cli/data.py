@@ -59,6 +59,9 @@ def info(
     json_out: bool = typer.Option(False, "--json", help="Print the same numbers as JSON only."),
 ) -> None:
     """Detect and validate a dataset; print splits, boxes per class, a box-size histogram and problems."""
+    from retina_cli import validation
+
+    validation.check_flags(val_fraction=val_fraction, seed=seed)
     from retina_cli.data import load_dataset
     from retina_cli.data.summary import info_dict
 

@@ -14,6 +14,7 @@ import typer
 
 from retina_cli.cli.app import app, console
 from retina_cli.config import AnchorConfig, LossConfig, ModelConfig, PostprocessConfig, TrainConfig
+from retina_cli.errors import ConfigError
 
 
 def _backbone_weights() -> str:
@@ -35,6 +36,13 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train, evaluate and predict on a generated dataset of shapes (YOLO layout), end to end."""
+    from retina_cli import validation
+
+    validation.check_flags(train_images=train_images, img_size=img_size, workers=workers, seed=seed)
+    validation.check("demo_epochs", epochs, "--epochs")
+    validation.check_device(device)
+    if img_size % 32:  # the demo model's top level is P5
+        raise ConfigError(f"--img-size {img_size} must be a multiple of 32 (the stride of P5)")
     from retina_cli.cli.progress import RichReporter
     from retina_cli.engine.runs import next_run_dir
     from retina_cli.engine.evaluation_run import run_evaluation
@@ -44,7 +52,7 @@ def demo(
 
     term = console()
     t0 = time.perf_counter()
-    root = next_run_dir(out, None)
+    root = next_run_dir(out, None, flag="--out")
     data = write_yolo_dataset(root / "data", n_train=train_images, n_val=max(train_images // 4, 8), seed=seed,
                               object_size=(24, 90))
     term.print(f"[bold]1/5 data[/]: {train_images} training images of {', '.join(CLASSES)} in YOLO layout -> {data}",

@@ -32,6 +32,10 @@ def eval_cmd(
 ) -> None:
     """Evaluate a checkpoint: AP, AP50, AP75, AP small/medium/large, AR and per-class AP; writes
     metrics.json, detections (COCO results JSON) and PR curves."""
+    from retina_cli import validation
+
+    validation.check_flags(batch_size=batch_size, workers=workers, conf=conf, iou=iou, max_det=max_det)
+    validation.check_device(device)
     from retina_cli.api.detector import load
     from retina_cli.cli.progress import RichReporter
 

@@ -22,6 +22,9 @@ def export(
 ) -> None:
     """Export network + box decoding to ONNX (dynamic batch); NMS runs in `retina predict model.onnx`.
     `--int8 --calibration DATA` adds a statically quantised model for onnxruntime's integer kernels."""
+    from retina_cli import validation
+
+    validation.check_flags(opset=opset, calibration_images=calibration_images)
     from retina_cli.export.formats import export_model
 
     out_console = console()

@@ -14,12 +14,20 @@ def load_yaml_config(path: Path) -> dict[str, Any]:
     folder's ``args.yaml`` holds them."""
     import yaml
 
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--config {path}: a folder; expected a YAML file such as a run's args.yaml")
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: config file not found") from exc
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file as UTF-8 text ({type(exc).__name__})") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

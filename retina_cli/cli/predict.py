@@ -109,6 +109,10 @@ def predict(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary: print only the paths written, one per line."),
 ) -> None:
     """Detect objects in images, folders and videos; writes annotated media, predictions.json and predictions.csv."""
+    from retina_cli import validation
+
+    validation.check_flags(conf=conf, iou=iou, max_det=max_det, batch=batch, line_width=line_width)
+    validation.check_device(device)
     from retina_cli.engine.predict import PredictConfig, run_predict
 
     cfg = PredictConfig(

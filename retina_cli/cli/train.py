@@ -30,7 +30,7 @@ def train(
     ctx: typer.Context,
     data: str = typer.Argument(..., help="Dataset folder (YOLO, Pascal VOC, COCO JSON or CSV; detected automatically)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML of flag names to values (a run's args.yaml); flags given here win."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its last.pt (configs come from the checkpoint)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its last.pt, exactly where it stopped (mid-epoch too), on the same DATA and with the run's own settings: only --device and --workers may change, and a larger --epochs (or --time) extends the run (the schedule is re-fit; recorded in resume.yaml, args.yaml is kept). Any other flag that differs from the run's, a shorter run, or a complete run not extended is refused."),
     data_format: Optional[str] = typer.Option(None, "--format", help="auto, yolo, voc, coco or csv."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Preset: nano, small, paper or auto (paper where CUDA is present, else small). Every flag below overrides its part."),
     time_budget: Optional[float] = typer.Option(None, "--time", help="Train for this many minutes of wall clock (schedule fitted to the iterations that fit; last validation and best.pt written in time). --epochs then caps it."),
@@ -79,7 +79,7 @@ def train(
     freeze_backbone: Optional[bool] = typer.Option(None, "--freeze-backbone", help="Train only FPN and head."),
     freeze_stride: Optional[int] = typer.Option(None, "--freeze-stride", help="Do not train the backbone layers that run at strides up to this (4: stem and first stage; 0: train all). For fine-tuning from ImageNet weights: their backward pass is skipped."),
     amp: Optional[bool] = typer.Option(None, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),
-    ema: Optional[bool] = typer.Option(None, "--ema", help="Validate and save an exponential moving average of the weights (its window: a tenth of the run, at most 5000 steps)."),
+    ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Validate and save an exponential moving average of the weights (its window: a tenth of the run, at most 5000 steps)."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     # data

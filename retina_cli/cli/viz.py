@@ -136,11 +136,13 @@ def viz(
 ) -> None:
     """Draw GT boxes with class names (stable colours per class) into PNGs; --anchors shows anchor
     matching; --detections draws predictions (side by side with --gt). Alias: visualize."""
-    from retina_cli.data import load_dataset
-    from retina_cli.engine.runs import next_run_dir
+    from retina_cli import validation
 
-    out_dir = out if out is not None else next_run_dir(Path("runs/viz"), None)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    validation.check_settings(dict(max_images=max_images, tile=tile, img_size=img_size, fg_iou=fg_iou, bg_iou=bg_iou, conf=conf))
+    from retina_cli.data import load_dataset
+    from retina_cli.engine.runs import next_run_dir, output_dir
+
+    out_dir = output_dir(out) if out is not None else next_run_dir(Path("runs/viz"), None, flag="--out")
     term = console()
     if detections is not None:
         paths = _draw_detections(source, detections, gt, data_format, conf, max_images, out_dir, as_mosaic, tile)

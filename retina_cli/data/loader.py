@@ -106,7 +106,11 @@ def collate(samples: Sequence[Sample]) -> tuple[Tensor, BatchTargets, list[Sampl
 
 class EpochSampler(Sampler):
     """Yields ``(epoch, index)`` pairs: the order of ``inner`` (e.g. a DistributedSampler) or, without
-    one, a shuffle that is a function of ``(seed, epoch)`` alone. Call :meth:`set_epoch` each epoch."""
+    one, a shuffle that is a function of ``(seed, epoch)`` alone. Call :meth:`set_epoch` each epoch.
+
+    ``skip`` leaves out the first items of the epoch's order: a run resumed in the middle of an
+    epoch goes on with the next batch, and the images it already trained on are never loaded.
+    """
 
     def __init__(self, num_items: int, inner: Sampler | None = None, shuffle: bool = True, seed: int = 0) -> None:
         self.num_items = num_items
@@ -114,9 +118,12 @@ class EpochSampler(Sampler):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Next iteration: the order of ``epoch``, without its first ``skip`` items."""
         self.epoch = epoch
+        self.skip = skip
         if hasattr(self.inner, "set_epoch"):
             self.inner.set_epoch(epoch)
 
@@ -128,10 +135,11 @@ class EpochSampler(Sampler):
             order = torch.randperm(self.num_items, generator=g).tolist()
         else:
             order = list(range(self.num_items))
-        return iter([(self.epoch, i) for i in order])
+        return iter([(self.epoch, i) for i in order[self.skip:]])
 
     def __len__(self) -> int:
-        return len(self.inner) if self.inner is not None else self.num_items
+        full = len(self.inner) if self.inner is not None else self.num_items
+        return max(full - self.skip, 0)
 
 
 def make_loader(

@@ -38,6 +38,8 @@ class ImageRecord:
 class DetectionDataset:
     """A dataset folder read by :func:`retina_cli.data.load_dataset`.
 
+    root: the dataset folder every path read stays inside (the folder given, or the folder of the
+        file given; a YOLO yaml's ``path:`` when it names one).
     splits: keys among "train", "val", "test"; "train" and "val" are always present.
     category_ids: the dataset's own id of each label (COCO category ids; ``range(K)`` elsewhere),
         for writing results other tools can read.

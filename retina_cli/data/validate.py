@@ -1,4 +1,5 @@
-"""Box validation shared by every format reader: NaN/inf, class range, clipping, degenerate boxes.
+"""Box validation shared by every format reader: NaN/inf, class range, clipping, degenerate boxes;
+and the one rule for paths taken from a dataset (:func:`inside_root`).
 
 Readers parse their files into raw ``xyxy`` pixel boxes and hand them here; every problem is
 recorded in the :class:`ValidationReport` with the file (and line) it came from.
@@ -15,6 +16,7 @@ import numpy as np
 from retina_cli.data.images import ImageUnreadable, image_size
 from retina_cli.data.records import ImageRecord
 from retina_cli.data.report import ValidationReport
+from retina_cli.errors import DataError
 
 # coordinates this close outside the image are rounding noise (normalised YOLO labels), not errors
 CLIP_TOLERANCE = 0.01
@@ -131,6 +133,20 @@ def skip_image(report: ValidationReport, file: Path, line: int | None, message: 
     report.skipped_images += 1
 
 
+def skip_outside(report: ValidationReport, file: Path, line: int | None, what: str, root: Path) -> None:
+    """Report and count an item refused by :func:`inside_root`; ``what`` names it ("image path 'a.jpg'")."""
+    skip_image(report, file, line, f"{what} leaves the dataset folder {root} (a path or link to a file outside it); skipped")
+
+
+def require_inside(root: Path, path: Path) -> Path:
+    """``path``, a file of the dataset's structure (a split list) that the dataset cannot do without,
+    if it lies inside ``root`` (:func:`inside_root`); else a DataError naming it."""
+    if inside_root(root, path) is None:
+        raise DataError(f"{path}: leaves the dataset folder {root} (a path or link to a file outside it); "
+                        f"copy the file into the dataset folder")
+    return path
+
+
 def is_file(path: Path) -> bool:
     """``path.is_file()``, but False instead of an error for a name the OS refuses (too long, ...):
     the paths checked here come from label files."""
@@ -148,15 +164,36 @@ def is_dir(path: Path) -> bool:
         return False
 
 
-def inside_root(root: Path, relative: str, base: Path | None = None) -> Path | None:
-    """``base / relative`` as an absolute path if it stays inside ``root``, else None.
+def inside_root(root: Path, relative: str | Path, base: Path | None = None) -> Path | None:
+    """``base / relative`` as an absolute path if it lies inside the dataset ``root``, else None.
 
-    Uses the normalised path (no symlink resolution), so symlinked image folders still work while
-    ``../../etc/passwd`` does not.
+    The one rule every reader applies to a path it takes from the dataset (image, label file,
+    list file, yaml entry): the path is normalised, then resolved with its symlinks and must end up
+    inside ``root`` (resolved too). ``../``, absolute paths elsewhere and links to files outside are
+    refused; links that stay inside are followed. ``relative`` may be absolute (accepted inside
+    ``root``). The normalised, unresolved path is returned, so that file names stay as the dataset
+    wrote them. A name the OS cannot resolve (NUL byte, link loop) is judged by its normalised path
+    and fails later as a missing file.
     """
     base = base if base is not None else root
-    candidate = Path(os.path.normpath(os.path.join(os.path.abspath(base), relative)))
-    root_abs = Path(os.path.normpath(os.path.abspath(root)))
-    if candidate == root_abs or root_abs in candidate.parents:
+    try:
+        candidate = Path(os.path.normpath(os.path.join(os.path.abspath(base), relative)))
+    except ValueError:
+        return None
+    root_real = _resolved(Path(os.path.normpath(os.path.abspath(root))))
+    target = _resolved(candidate)
+    if target == root_real or root_real in target.parents:
         return candidate
     return None
+
+
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``; for a name that cannot be resolved (a NUL byte, a link loop: no file to
+    read either way) its folder resolved plus the name."""
+    try:
+        return path.resolve()
+    except (OSError, ValueError, RuntimeError):
+        try:
+            return path.parent.resolve() / path.name
+        except (OSError, ValueError, RuntimeError):
+            return path

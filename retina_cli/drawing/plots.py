@@ -97,3 +97,53 @@ def plot_speed_accuracy(rows: Sequence[dict], path: Path, subtitle: str = "") ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def plot_confusion_matrix(counts: np.ndarray, labels: Sequence[str], path: Path, subtitle: str = "") -> None:
+    """Two panels: counts and row-normalised shares; rows the true class, columns the prediction
+    (the last of each: background). counts ``(K + 1, K + 1)``."""
+    counts = np.asarray(counts)
+    sums = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, sums, out=np.zeros(counts.shape, dtype=np.float64), where=sums > 0)
+    n = len(labels)
+    side = max(4.0, 0.6 * n + 2.5)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side))
+    for ax, data, title, fmt in ((axes[0], counts, "counts", "{:d}"), (axes[1], shares, "share of each true class", "{:.2f}")):
+        ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        for i in range(n):
+            for j in range(n):
+                v = data[i, j]
+                ax.text(j, i, fmt.format(int(v)) if fmt == "{:d}" else fmt.format(v), ha="center", va="center",
+                        color="white" if shares[i, j] > 0.5 else "black", fontsize=9)
+        ax.set_xticks(range(n), labels, rotation=45, ha="right")
+        ax.set_yticks(range(n), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+    if subtitle:
+        fig.suptitle(subtitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_threshold_curves(thresholds: np.ndarray, precision: np.ndarray, recall: np.ndarray, f1: np.ndarray,
+                          class_names: Sequence[str], best_conf: float, path: Path) -> None:
+    """Precision, recall and F1 against the score threshold per class (``(K, N)`` each), the mean F1
+    in bold and the chosen threshold as a vertical line."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, data, name in zip(axes, (precision, recall, f1), ("precision", "recall", "F1")):
+        for k, cname in enumerate(class_names):
+            ax.plot(thresholds, data[k], label=cname)
+        ax.plot(thresholds, data.mean(axis=0), color="black", linewidth=2.5, label="mean")
+        ax.axvline(best_conf, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel("score threshold")
+        ax.set_ylabel(name)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[2].set_title(f"best mean F1 at {best_conf:.2f}")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -20,6 +20,10 @@ def select_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
             raise ConfigError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
         if spec == "cuda":
             spec = f"cuda:{local_rank}"
+        index = spec.partition(":")[2]
+        if index.isdigit() and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     try:
         return torch.device(spec)
     except RuntimeError as exc:

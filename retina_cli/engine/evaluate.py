@@ -22,12 +22,15 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
 class EvalResult:
     """metrics: the 12 COCOeval summary numbers by name (-1 where undefined, as COCO reports).
     per_class: class name -> {"AP", "AP50", "num_gt"}. precision: COCOeval's ``(T, R, K, A, M)`` array
-    (IoU thresholds, 101 recall points, classes, areas, max-dets) or None without detections."""
+    (IoU thresholds, 101 recall points, classes, areas, max-dets) or None without detections.
+    matches: per class, COCOeval's true-positive flags at IoU 0.5 with the detections' scores
+    (:mod:`retina_cli.analysis.thresholds`), empty without detections."""
 
     metrics: dict[str, float]
     per_class: dict[str, dict[str, float]]
     precision: np.ndarray | None = None
     detections: list[dict[str, Any]] = field(default_factory=list)
+    matches: list[Any] = field(default_factory=list)
 
 
 def coco_ground_truth(records: Sequence[Any], class_names: Sequence[str]) -> COCO:
@@ -93,7 +96,9 @@ def coco_evaluate(gt: COCO, results: list[dict[str, Any]], class_names: Sequence
         p_50 = precision[0, :, k, 0, -1]
         per_class[name]["AP"] = float(p_all[p_all > -1].mean()) if (p_all > -1).any() else 0.0
         per_class[name]["AP50"] = float(p_50[p_50 > -1].mean()) if (p_50 > -1).any() else 0.0
-    return EvalResult(metrics, per_class, precision, results)
+    from retina_cli.analysis.thresholds import coco_matches
+
+    return EvalResult(metrics, per_class, precision, results, coco_matches(ev))
 
 
 def predict_records(

@@ -106,13 +106,18 @@ def run_evaluation(
     winograd: bool = True,
 ) -> tuple[EvalResult, Path]:
     """Load ``checkpoint`` (.pt or .onnx), :func:`evaluate_backend`, write into the next run folder of
-    ``project``. progress: as in evaluate_backend (``retina_cli.cli.progress.RichReporter`` in the CLI)."""
-    from retina_cli.engine.runs import next_run_dir
+    ``project`` (created and checked writable first: ConfigError before any work; removed again
+    when the run then fails with a RetinaError). progress: as in evaluate_backend
+    (``retina_cli.cli.progress.RichReporter`` in the CLI)."""
+    from retina_cli.engine.runs import absent_folders, discard_on_failure, next_run_dir
     from retina_cli.engine.predict import load_backend, override_postprocess
 
-    backend = load_backend(checkpoint, "auto", device, precision, winograd=winograd)
-    post_cfg = override_postprocess(backend.post_cfg, conf, iou, max_det)
-    ev = evaluate_backend(backend, data, split, data_format, batch_size, workers, post_cfg, progress)
+    # made and probed before anything loads; a checkpoint or dataset refused afterwards takes it back
+    absent = absent_folders(project)
     run_dir = next_run_dir(Path(project), name or None)
-    write_evaluation(ev, run_dir, checkpoint, data)
+    with discard_on_failure(run_dir, made=absent):
+        backend = load_backend(checkpoint, "auto", device, precision, winograd=winograd)
+        post_cfg = override_postprocess(backend.post_cfg, conf, iou, max_det)
+        ev = evaluate_backend(backend, data, split, data_format, batch_size, workers, post_cfg, progress)
+        write_evaluation(ev, run_dir, checkpoint, data)
     return ev.result, run_dir

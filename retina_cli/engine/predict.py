@@ -17,6 +17,7 @@ part file, and rank 0 merges them into ``predictions.json`` / ``predictions.csv`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
@@ -33,6 +34,7 @@ from retina_cli.config import ModelConfig, PostprocessConfig
 from retina_cli.data.transforms import boxes_from_letterbox, letterbox_batch
 from retina_cli.engine import writers
 from retina_cli.engine.reporting import SilentReporter
+from retina_cli.engine.runs import absent_folders, discard_on_failure, next_run_dir, output_dir
 from retina_cli.engine.sources import Frame, Source, SourceError, VideoReader, iter_images, resolve_sources
 from retina_cli.engine.video import StageTimer, run_pipeline
 from retina_cli.errors import ConfigError
@@ -366,45 +368,53 @@ def run_predict(
     progress = progress or SilentReporter()
     try:
         sources = resolve_sources(source)
-        backend = load_backend(model_path, cfg.backend, cfg.device, cfg.precision, info.local_rank, cfg.winograd)
-        timer = StageTimer()
-        predictor = make_predictor(backend, cfg.conf, cfg.iou, cfg.max_det, cfg.classes, timer)
-        out_dir = dist.broadcast_object(_out_dir(cfg) if info.is_main else None)
-        summary = PredictSummary(out_dir, predictor.names, timer=timer)
-        job = _Job(cfg, predictor.names, out_dir, summary)
-        mine = sources[info.rank :: info.world_size]
-        t0 = time.perf_counter()
-        try:
-            images = [s for s in mine if not s.is_video]
-            if images:
-                _predict_images(images, predictor, job, progress, warn)
-            for src in (s for s in mine if s.is_video):
-                _predict_video(src, predictor, job, progress)
-        except KeyboardInterrupt:  # the files hold what was done; the caller reports and exits 130
-            summary.interrupted = True
-        finally:
-            progress.stop()
-            summary.seconds = time.perf_counter() - t0
-            _write_results(job, info, summary)
-        if len(sources) == 1 and summary.frames == 0 and summary.skipped:
-            raise SourceError(summary.skipped[0])
-        return summary
+        # the output folder is made and probed before the model loads or an image is read; a run
+        # that then fails on its input takes back the folder (or what it wrote into an --out one)
+        made = _out_dir(cfg) if info.is_main else None
+        out_dir = dist.broadcast_object(made[0] if made else None)
+        with discard_on_failure(made[0], made[1], made=made[2]) if made else contextlib.nullcontext():
+            return _predict(model_path, sources, cfg, out_dir, info, progress, warn)
     finally:
         dist.cleanup()
 
 
-def _out_dir(cfg: PredictConfig) -> Path:
-    if cfg.out:
-        out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
-        return out
-    from retina_cli.engine.runs import next_run_dir
+def _predict(model_path: str | Path, sources: list[Source], cfg: PredictConfig, out_dir: Path, info: Any,
+             progress: Progress, warn: Callable[[str], None]) -> PredictSummary:
+    if len(sources) == 1:  # the only input: its refusal is the error below, not also a warning
+        warn = lambda msg: None  # noqa: E731
+    backend = load_backend(model_path, cfg.backend, cfg.device, cfg.precision, info.local_rank, cfg.winograd)
+    timer = StageTimer()
+    predictor = make_predictor(backend, cfg.conf, cfg.iou, cfg.max_det, cfg.classes, timer)
+    summary = PredictSummary(out_dir, predictor.names, timer=timer)
+    job = _Job(cfg, predictor.names, out_dir, summary)
+    mine = sources[info.rank :: info.world_size]
+    t0 = time.perf_counter()
+    try:
+        images = [s for s in mine if not s.is_video]
+        if images:
+            _predict_images(images, predictor, job, progress, warn)
+        for src in (s for s in mine if s.is_video):
+            _predict_video(src, predictor, job, progress)
+    except KeyboardInterrupt:  # the files hold what was done; the caller reports and exits 130
+        summary.interrupted = True
+    finally:
+        progress.stop()
+        summary.seconds = time.perf_counter() - t0
+        _write_results(job, info, summary)
+    if len(sources) == 1 and summary.frames == 0 and summary.skipped:
+        raise SourceError(summary.skipped[0])
+    return summary
 
-    if cfg.exist_ok and cfg.name:
-        out = Path(cfg.project) / cfg.name
-        out.mkdir(parents=True, exist_ok=True)
-        return out
-    return next_run_dir(Path(cfg.project), cfg.name or None)
+
+def _out_dir(cfg: PredictConfig) -> tuple[Path, bool, list[Path]]:
+    """The run folder, created and checked writable -> (folder, whether it was made for this run,
+    the folders above it made with it): what ``discard_on_failure`` takes back."""
+    if cfg.out or (cfg.exist_ok and cfg.name):
+        out = Path(cfg.out) if cfg.out else Path(cfg.project) / cfg.name
+        absent = absent_folders(out)
+        return output_dir(out, "--out" if cfg.out else "--project/--name"), bool(absent), absent[1:]
+    absent = absent_folders(cfg.project)
+    return next_run_dir(Path(cfg.project), cfg.name or None), True, absent
 
 
 def _write_results(job: _Job, info: Any, summary: PredictSummary) -> None:

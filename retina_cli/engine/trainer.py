@@ -20,10 +20,10 @@ from retina_cli.data.loader import make_loader
 from retina_cli.data.transforms import AugmentConfig
 from retina_cli.engine import distributed as dist_utils
 from retina_cli.engine.budget import TimeBudget
-from retina_cli.engine.checkpoint import configs_from_checkpoint, load_checkpoint, save_checkpoint
+from retina_cli.engine.checkpoint import configs_from_checkpoint, load_checkpoint, save_checkpoint, sigint_deferred
 from retina_cli.engine.detector import InferenceModel, TrainingModel
 from retina_cli.engine.evaluate import EvalResult, evaluate_records
-from retina_cli.engine.optim import ModelEma, build_optimizer, build_scheduler
+from retina_cli.engine.optim import ModelEma, build_optimizer, build_scheduler, lr_factor
 from retina_cli.engine.reporting import LineReporter, Reporter, SilentReporter
 from retina_cli.errors import ConfigError, RetinaError
 from retina_cli.model.retinanet import RetinaNet
@@ -119,12 +119,15 @@ class Trainer:
         resume: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         started: float | None = None,
+        data_path: str | None = None,
     ) -> None:
         self.model = model.to(device)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model.to(memory_format=self.memory_format)
         self.loss_cfg, self.post_cfg, self.cfg = loss_cfg, post_cfg, cfg
         self.dataset = dataset
+        # the data's absolute path: a later --resume finds (and checks) it from any working directory
+        self.data_path = str(Path(data_path or cfg.data).resolve())
         self.run_dir = run_dir
         self.device = device
         self.dist = dist
@@ -186,6 +189,14 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.tb = None
         self._steps_since_save = 0
+        self.finished = False  # the last epoch's checkpoint is written: nothing is left to train
+        # where the current epoch stands, saved by a Ctrl-C so that --resume goes on at the next batch
+        self._step_in_epoch = 0
+        self._bad_steps = 0
+        self._epoch_sums = torch.zeros(4, dtype=torch.float64)  # loss, cls, box, images
+        self._epoch_spent = False
+        self._epoch_rng: dict[str, Any] | None = None  # the RNG states before the epoch's loader started
+        self._resume_position: dict[str, Any] | None = None
         # imported now, not at the first epoch's end: a Ctrl-C in the middle of importing
         # matplotlib surfaces as a RuntimeError instead of a KeyboardInterrupt
         self._plot_curves = _curve_plotter() if dist.is_main else None
@@ -194,10 +205,20 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def _train_state(self, epoch: int, epoch_complete: bool) -> dict[str, Any]:
+        position = None
+        if not epoch_complete:  # what --resume needs to go on with the next batch of this epoch
+            position = {
+                "step": self._step_in_epoch, "sums": self._epoch_sums.clone(), "bad_steps": self._bad_steps,
+                "spent": self._epoch_spent, "rng_at_start": self._epoch_rng,
+            }
         return {
             "train_config": to_dict(self.cfg),
+            "data_path": self.data_path,
             "epoch": epoch,
             "epoch_complete": epoch_complete,
+            "position": position,
+            "finished": self.finished,
+            "stop_reason": self.stop_reason,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -243,12 +264,32 @@ class Trainer:
         self.best_ap50 = float(ckpt.get("best_ap50", -1.0))
         self.history = list(ckpt.get("history", []))
         self.stale_validations = int(ckpt.get("stale_validations", 0))
+        saved_total = int(ckpt.get("total_iters", self.total_iters))
         if self.budget is not None:  # the budget's latest estimate; with epochs the length is known
-            self.total_iters = int(ckpt.get("total_iters", self.total_iters))
-        # an interrupted epoch is run again from its start state's schedule position
+            self.total_iters = saved_total
+            saved_time = float(ckpt["train_config"].get("time", 0.0))
+            if self.cfg.time > saved_time > 0:  # a longer budget: scaled now, corrected once steps are timed
+                self.total_iters = int(saved_total * self.cfg.time / saved_time)
+            saved_epochs = int(ckpt["train_config"].get("epochs", 0))
+            if self.max_iters is not None and self.cfg.epochs > saved_epochs > 0:  # a higher epoch cap
+                self.total_iters += self.max_iters - self.iters_per_epoch * saved_epochs
+            if self.max_iters is not None:
+                self.total_iters = min(self.total_iters, self.max_iters)
+        if self.total_iters != saved_total:
+            # an extended run: the schedule is re-fit to the new length from the current iteration
+            it = self.scheduler.last_epoch
+            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+                group["lr"] = base * lr_factor(it, self.total_iters, self.cfg)
         self.start_epoch = int(ckpt["epoch"]) + (1 if ckpt.get("epoch_complete", True) else 0)
         if ckpt.get("epoch_complete", True):
             set_rng_state(ckpt["rng"])
+        elif ckpt.get("position") is not None:
+            # interrupted inside an epoch: it goes on after the batches already trained, with the
+            # RNG states of that moment (restored in _train_epoch, once the loader has started)
+            self._resume_position = {**ckpt["position"], "epoch": self.start_epoch, "rng": ckpt["rng"]}
+        else:
+            self.reporter.warn(f"this checkpoint holds no position inside epoch {self.start_epoch + 1} (an older "
+                               "retina wrote it): that epoch is trained again from its start")
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self) -> EvalResult | None:
@@ -292,6 +333,8 @@ class Trainer:
         finally:
             if self.tb is not None:
                 self.tb.close()
+            for loader in (self.train_loader, self.val_loader):
+                _stop_workers(loader)
         return TrainResult(self.run_dir, self.best_ap, self.best_ap50, epochs_done, last_eval, self.stop_reason)
 
     def _done(self, next_epoch: int) -> bool:
@@ -327,70 +370,98 @@ class Trainer:
         return spent
 
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], bool]:
-        """One pass over the training split (or until the time budget is spent) -> (stats, spent)."""
-        cfg = self.cfg
+        """One pass over the training split (or until the time budget is spent) -> (stats, spent).
+
+        A run resumed inside this epoch starts after the batches it already trained on (they are
+        not loaded), with the sums and RNG states of that moment: it goes on bit for bit.
+        """
+        pos, self._resume_position = self._resume_position, None
+        if pos is not None and pos["epoch"] != epoch:
+            pos = None
         self.train_model.train()  # frozen BatchNorm (see __init__) stays frozen in train mode
         # order and augmentation are functions of (seed, epoch) alone, so a resumed run sees the same data
-        self.train_loader.sampler.set_epoch(epoch)
-        sums = torch.zeros(4, dtype=torch.float64)  # loss, cls, box, images
-        bad_steps = 0
-        spent = False
+        skip = int(pos["step"]) if pos else 0
+        self.train_loader.sampler.set_epoch(epoch, skip=skip * self.cfg.batch_size)
+        # starting the loader draws its worker base seed from the global RNG: a resumed epoch starts
+        # it from the state the epoch began with, then takes the states of the interrupted moment
+        if pos is not None and pos.get("rng_at_start") is not None:
+            set_rng_state(pos["rng_at_start"])
+        self._epoch_rng = rng_state()
+        self._step_in_epoch = skip
+        self._bad_steps = int(pos["bad_steps"]) if pos else 0
+        self._epoch_sums = pos["sums"].clone().to(torch.float64) if pos else torch.zeros(4, dtype=torch.float64)
+        self._epoch_spent = bool(pos["spent"]) if pos else False
         t0 = time.perf_counter()
-        t_step = self.clock()
+        self._t_step = self.clock()
         self.reporter.start(f"epoch {self._epoch_label(epoch)}", self.iters_per_epoch)
         try:
-            for images, targets, _metas in self.train_loader:
-                images = images.to(self.device, non_blocking=True).float().contiguous(memory_format=self.memory_format)
-                targets = targets.to(self.device)
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-                    out = self.train_model(images, targets)
-                loss = out["loss"]
-                if not torch.isfinite(loss):
-                    bad_steps += 1
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.reporter.warn(f"non-finite loss at epoch {epoch + 1}, step skipped "
-                                       f"({bad_steps}/{cfg.max_bad_steps} in a row)")
-                    if bad_steps >= cfg.max_bad_steps:
-                        raise TrainingStopped(
-                            f"the loss was non-finite {bad_steps} steps in a row at epoch {epoch + 1}; stopped. "
-                            f"The last good checkpoint is {self.run_dir / 'last.pt'}; try a lower --lr or --grad-clip"
-                        )
-                    self.scheduler.step()
-                    continue
-                bad_steps = 0
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                if cfg.grad_clip > 0:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.train_model.parameters(), cfg.grad_clip)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.scheduler.step()
-                self._steps_since_save += 1
-                if self.ema:
-                    self.ema.update(self.model)
-                n = images.shape[0]
-                parts = torch.stack([loss.detach(), out["cls"].detach(), out["box"].detach()]).double().cpu() * n
-                sums += torch.cat([parts, torch.tensor([n], dtype=torch.float64)])
-                elapsed = time.perf_counter() - t0
-                mean = (sums[:3] / sums[3]).tolist()
-                self.reporter.advance(1, f"loss {mean[0]:.4f} (cls {mean[1]:.4f} box {mean[2]:.4f}) "
-                                         f"lr {self.optimizer.param_groups[0]['lr']:.2e} "
-                                         f"{sums[3].item() * self.dist.world_size / max(elapsed, 1e-9):.1f} img/s")
-                now = self.clock()
-                spent = self._update_budget(now - t_step)
-                t_step = now
-                if spent:
-                    break
+            batches = iter(self.train_loader)
+            if pos is not None:
+                set_rng_state(pos["rng"])
+                if skip:
+                    self.reporter.advance(skip, f"resumed after step {skip}")
+            if not self._epoch_spent:
+                for images, targets, _metas in batches:
+                    # a Ctrl-C during a step is raised once the step is complete: the saved position
+                    # is then that of a whole number of steps (BatchNorm statistics included)
+                    with sigint_deferred():
+                        self._step(epoch, images, targets, t0)
+                    if self._epoch_spent:
+                        break
         finally:
             self.reporter.stop()
-        sums = dist_utils.all_reduce_sum(sums)
+        sums = dist_utils.all_reduce_sum(self._epoch_sums.clone())
         elapsed = time.perf_counter() - t0
         images_seen = max(sums[3].item(), 1.0)
         return {
             "loss": sums[0].item() / images_seen, "cls": sums[1].item() / images_seen, "box": sums[2].item() / images_seen,
             "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": images_seen / max(elapsed, 1e-9), "epoch_s": elapsed,
-        }, spent
+        }, self._epoch_spent
+
+    def _step(self, epoch: int, images: torch.Tensor, targets: Any, t0: float) -> None:
+        """One optimisation step on a batch; updates the epoch's position (step, sums, budget)."""
+        cfg = self.cfg
+        images = images.to(self.device, non_blocking=True).float().contiguous(memory_format=self.memory_format)
+        targets = targets.to(self.device)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            out = self.train_model(images, targets)
+        loss = out["loss"]
+        self._step_in_epoch += 1
+        self._steps_since_save += 1
+        if not torch.isfinite(loss):
+            self._bad_steps += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self.reporter.warn(f"non-finite loss at epoch {epoch + 1}, step skipped "
+                               f"({self._bad_steps}/{cfg.max_bad_steps} in a row)")
+            if self._bad_steps >= cfg.max_bad_steps:
+                raise TrainingStopped(
+                    f"the loss was non-finite {self._bad_steps} steps in a row at epoch {epoch + 1}; stopped. "
+                    f"The last good checkpoint is {self.run_dir / 'last.pt'}; try a lower --lr or --grad-clip"
+                )
+            self.scheduler.step()
+            return
+        self._bad_steps = 0
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.train_model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema:
+            self.ema.update(self.model)
+        n = images.shape[0]
+        parts = torch.stack([loss.detach(), out["cls"].detach(), out["box"].detach()]).double().cpu() * n
+        sums = self._epoch_sums = self._epoch_sums + torch.cat([parts, torch.tensor([n], dtype=torch.float64)])
+        elapsed = time.perf_counter() - t0
+        mean = (sums[:3] / sums[3]).tolist()
+        self.reporter.advance(1, f"loss {mean[0]:.4f} (cls {mean[1]:.4f} box {mean[2]:.4f}) "
+                                 f"lr {self.optimizer.param_groups[0]['lr']:.2e} "
+                                 f"{sums[3].item() * self.dist.world_size / max(elapsed, 1e-9):.1f} img/s")
+        now = self.clock()
+        self._epoch_spent = self._update_budget(now - self._t_step)
+        self._t_step = now
 
     def _end_epoch(self, epoch: int, stats: dict[str, float], last: bool) -> EvalResult | None:
         cfg = self.cfg
@@ -403,22 +474,26 @@ class Trainer:
         row = {"epoch": epoch + 1, **stats, "AP": -1.0, "AP50": -1.0, "AP75": -1.0}
         if result is not None:
             row.update(AP=result.metrics["AP"], AP50=result.metrics["AP50"], AP75=result.metrics["AP75"])
-        self.history.append(row)
+        improved = result is not None and result.metrics["AP"] > self.best_ap
+        # the epoch's record and its checkpoints change together: a Ctrl-C in between waits for them
+        with sigint_deferred():
+            self.history.append(row)
+            if self.dist.is_main:
+                if improved:
+                    self.best_ap, self.best_ap50 = result.metrics["AP"], result.metrics["AP50"]
+                    self.stale_validations = 0
+                elif result is not None:
+                    self.stale_validations += 1
+                if cfg.patience and self.stale_validations >= cfg.patience and not last:
+                    self.stop_reason = (f"val mAP has not improved for {self.stale_validations} validations "
+                                        f"(--patience {cfg.patience}); best {self.best_ap:.4f}")
+                elif last and self.budget is not None:
+                    self.stop_reason = f"time budget of {cfg.time:g} min ({self.budget.elapsed() / 60:.1f} min used)"
+                self.finished = last or bool(self.stop_reason)
+                self.save("last.pt", epoch)
+                if improved or (result is None and last):
+                    self.save("best.pt", epoch)
         if self.dist.is_main:
-            improved = result is not None and result.metrics["AP"] > self.best_ap
-            if improved:
-                self.best_ap, self.best_ap50 = result.metrics["AP"], result.metrics["AP50"]
-                self.stale_validations = 0
-            elif result is not None:
-                self.stale_validations += 1
-            if cfg.patience and self.stale_validations >= cfg.patience and not last:
-                self.stop_reason = (f"val mAP has not improved for {self.stale_validations} validations "
-                                    f"(--patience {cfg.patience}); best {self.best_ap:.4f}")
-            elif last and self.budget is not None:
-                self.stop_reason = f"time budget of {cfg.time:g} min ({self.budget.elapsed() / 60:.1f} min used)"
-            self.save("last.pt", epoch)
-            if improved or (result is None and last):
-                self.save("best.pt", epoch)
             self._write_metrics()
             msg = (f"epoch {self._epoch_label(epoch) if not last else f'{epoch + 1}/{epoch + 1}'}: loss {stats['loss']:.4f} (cls {stats['cls']:.4f}, box {stats['box']:.4f}), "
                    f"{stats['images_per_s']:.1f} img/s")
@@ -443,6 +518,17 @@ class Trainer:
                 w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         if self._plot_curves is not None:
             self._plot_curves(self.history, self.run_dir / "curves.png")
+
+
+def _stop_workers(loader: Any) -> None:
+    """End a loader's persistent worker processes now. Left to the garbage collector (a Trainer
+    sits in a reference cycle with its scheduler), torch's shutdown loses its stop messages and
+    waits 5 s for each worker before it kills it."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None:
+        if hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        loader._iterator = None
 
 
 def _curve_plotter() -> Callable[..., None] | None:
@@ -473,11 +559,16 @@ def prepare_training(
     on_dataset: Callable[[Any], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     started: float | None = None,
+    checkpoint: dict[str, Any] | None = None,
+    resume_changes: dict[str, Any] | None = None,
 ) -> Trainer:
     """Everything before the first step: process group, device, dataset, model, run folder.
 
-    With ``resume`` the configs come from the checkpoint (``cfg.epochs`` may extend the run) and
-    the run continues in the checkpoint's folder. ``model_cfg`` without class names gets the
+    With ``resume`` the configs and the data come from the checkpoint (``checkpoint``: the file
+    already loaded) and the run continues in the checkpoint's folder, with the ``TrainConfig``
+    fields of ``resume_changes`` (default: ``device`` and ``workers`` of ``cfg``; the API checks
+    what a user may change in :func:`retina_cli.resume_settings.plan_resume`: a longer
+    ``epochs``/``time`` re-fits the schedule). ``model_cfg`` without class names gets the
     dataset's. ``started``: the ``clock()`` time the run began (a ``--time`` budget counts from
     it; default: now).
     """
@@ -487,16 +578,19 @@ def prepare_training(
 
     reporter = reporter or LineReporter()
     ckpt = None
+    data_path = cfg.data
     if resume:
-        ckpt = load_checkpoint(resume)
+        ckpt = checkpoint if checkpoint is not None else load_checkpoint(resume)
         model_cfg, loss_cfg, post_cfg = configs_from_checkpoint(ckpt)
-        # the run goes on as it was configured; only where it runs may change
-        cfg = replace(from_dict(TrainConfig, ckpt["train_config"]), device=cfg.device, workers=cfg.workers)
+        # the run goes on as it was configured; only where it runs (and, checked, its length) may change
+        changes = resume_changes if resume_changes is not None else {"device": cfg.device, "workers": cfg.workers}
+        cfg = replace(from_dict(TrainConfig, ckpt["train_config"]), **changes)
+        data_path = ckpt.get("data_path") or cfg.data
     dist = dist_utils.init_distributed(cfg.device)
     device = dist_utils.select_device(cfg.device, dist.local_rank)
     seed_everything(cfg.seed + dist.rank)
 
-    dataset = load_dataset(cfg.data, cfg.data_format, strict=cfg.strict, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    dataset = load_dataset(data_path, cfg.data_format, strict=cfg.strict, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if on_dataset is not None and dist.is_main:
         on_dataset(dataset)
     assert model_cfg is not None
@@ -504,7 +598,7 @@ def prepare_training(
         model_cfg = replace(model_cfg, num_classes=len(dataset.class_names), class_names=tuple(dataset.class_names))
     elif tuple(dataset.class_names) != tuple(model_cfg.class_names):
         raise ConfigError(
-            f"{cfg.data}: classes {list(dataset.class_names)} differ from the checkpoint's {list(model_cfg.class_names)}"
+            f"{data_path}: classes {list(dataset.class_names)} differ from the checkpoint's {list(model_cfg.class_names)}"
         )
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -529,7 +623,7 @@ def prepare_training(
     if dist.is_main and ckpt is None:
         _write_resolved_config(run_dir, model_cfg, loss_cfg, post_cfg, cfg)
     return Trainer(model, loss_cfg, post_cfg, cfg, dataset, run_dir, device, dist, reporter, resume=ckpt,
-                   clock=clock, started=started)
+                   clock=clock, started=started, data_path=data_path)
 
 
 def _write_resolved_config(run_dir: Path, model_cfg: ModelConfig, loss_cfg: LossConfig, post_cfg: PostprocessConfig, cfg: TrainConfig) -> None:

@@ -6,6 +6,7 @@ written once. Heavy imports (torch, onnx, onnxruntime) happen inside it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +37,32 @@ def export_model(
         raise ExportError("--int8 needs --calibration DATA: images of the kind the model will see set the int8 ranges")
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise ExportError(f"{checkpoint}: already an exported model; export starts from a checkpoint (.pt)")
+    from retina_cli.engine.runs import absent_folders, discard_on_failure, output_file
+
+    path = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
+    absent = absent_folders(path.parent)
+    output_file(path)  # made and probed before the model loads; taken back if made and the export fails
+    with discard_on_failure(path.parent, made=absent[1:]) if absent else contextlib.nullcontext():
+        return _export(checkpoint, path, dynamic_size, [] if opset is None else [opset], int8, calibration, calibration_images)
+
+
+def _export(checkpoint: str | Path, path: Path, dynamic_size: bool, opsets: list[int], int8: bool,
+            calibration: str | Path | None, calibration_images: int) -> Exported:
+    from retina_cli.engine.runs import written_atomically
     from retina_cli.export.onnx import export_onnx
 
-    path = export_onnx(checkpoint, out or None, dynamic_size, *([] if opset is None else [opset]))
     if not int8:
-        return Exported(path)
+        return Exported(export_onnx(checkpoint, path, dynamic_size, *opsets))
     from retina_cli.export.quantize import calibration_batches, quantize_int8
     from retina_cli.export.runtime import OnnxBackend
 
-    size = OnnxBackend(path, "cpu").model_cfg.img_size
-    return Exported(path, quantize_int8(path, calibration_batches(str(calibration), size, calibration_images)))
+    # both files are written under temporary names and renamed only once the int8 one is done:
+    # a failed quantisation leaves no fp32 model behind either
+    int8_path = path.with_name(path.stem + ".int8.onnx")
+    with written_atomically(path) as fp32_tmp:
+        export_onnx(checkpoint, fp32_tmp, dynamic_size, *opsets)
+        size = OnnxBackend(fp32_tmp, "cpu").model_cfg.img_size
+        batches = calibration_batches(str(calibration), size, calibration_images)
+        with written_atomically(int8_path) as int8_tmp:
+            quantize_int8(fp32_tmp, batches, int8_tmp)
+    return Exported(path, int8_path)

@@ -28,11 +28,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, dynamic_s
     out: default ``<checkpoint without suffix>.onnx``. dynamic_size: height and width are
     dynamic axes too (any multiple of the top stride works).
     """
+    from retina_cli.engine.runs import output_file, written_atomically
+
     onnx = require("onnx")
     checkpoint = Path(checkpoint)
     out = Path(out) if out else checkpoint.with_suffix(".onnx")
     if opset < 17:
         raise ExportError(f"--opset {opset}: use 17 or newer")
+    output_file(out)  # before the model loads: a path that cannot be written is a one-line error
     model, ckpt = model_from_checkpoint(checkpoint)
     model_cfg, _, post_cfg = configs_from_checkpoint(ckpt)
     module = export_module(DecodingDetector(model, post_cfg.topk, dynamic_anchors=dynamic_size))
@@ -41,28 +44,30 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, dynamic_s
     axes: dict[str, dict[int, str]] = {"images": {0: "batch"}, **{name: {0: "batch", 1: "candidates"} for name in OUTPUTS}}
     if dynamic_size:
         axes["images"].update({2: "height", 3: "width"})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python ints (topk's k)
-        torch.onnx.export(
-            module, (example,), str(out), input_names=["images"], output_names=list(OUTPUTS),
-            dynamic_axes=axes, opset_version=opset, dynamo=False,
-        )
-    proto = onnx.load(str(out))
-    meta = {
-        "format": METADATA_FORMAT,
-        "model_config": to_dict(model_cfg),
-        "postprocess_config": to_dict(post_cfg),
-        "dynamic_size": dynamic_size,
-        "outputs": list(OUTPUTS),
-        "source": checkpoint.name,
-    }
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    proto.doc_string = f"retina RetinaNet {model_cfg.backbone}, {model_cfg.num_classes} classes, input (N, 3, {size}, {size}) 0..255 RGB"
-    try:
-        onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as exc:
-        raise ExportError(f"{out}: the exported graph fails onnx.checker: {exc}") from exc
-    onnx.save(proto, str(out))
+    # written under a temporary name beside ``out`` and renamed at the end: a failed export leaves
+    # no partial file, and an older ``out`` stays as it was
+    with written_atomically(out) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python ints (topk's k)
+            torch.onnx.export(
+                module, (example,), str(tmp), input_names=["images"], output_names=list(OUTPUTS),
+                dynamic_axes=axes, opset_version=opset, dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        meta = {
+            "format": METADATA_FORMAT,
+            "model_config": to_dict(model_cfg),
+            "postprocess_config": to_dict(post_cfg),
+            "dynamic_size": dynamic_size,
+            "outputs": list(OUTPUTS),
+            "source": checkpoint.name,
+        }
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+        proto.doc_string = f"retina RetinaNet {model_cfg.backbone}, {model_cfg.num_classes} classes, input (N, 3, {size}, {size}) 0..255 RGB"
+        try:
+            onnx.checker.check_model(proto)
+        except onnx.checker.ValidationError as exc:
+            raise ExportError(f"{out}: the exported graph fails onnx.checker: {exc}") from exc
+        onnx.save(proto, str(tmp))
     return out

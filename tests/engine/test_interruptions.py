@@ -53,11 +53,15 @@ def test_sigint_saves_last_pt_and_exits_130(data, tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out[-2000:]
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
-    # either the end of a finished epoch or the middle of a later one, marked so that resume redoes it
+    # either the end of a finished epoch or the middle of a later one, with the steps done in it
     assert (ckpt["epoch"] >= 0 and ckpt["epoch_complete"]) or (ckpt["epoch"] >= 1 and not ckpt["epoch_complete"])
     trainer = prepare_training(None, LossConfig(), PostprocessConfig(), TrainConfig(workers=0),
                                resume=str(tmp_path / "run" / "last.pt"), reporter=SilentReporter())
     assert trainer.start_epoch == ckpt["epoch"] + (1 if ckpt["epoch_complete"] else 0)
+    if not ckpt["epoch_complete"]:  # resume goes on after the last whole step, not from the epoch's start
+        steps = ckpt["position"]["step"]
+        assert 0 <= steps <= trainer.iters_per_epoch and trainer._resume_position["step"] == steps
+        assert ckpt["scheduler"]["last_epoch"] == ckpt["epoch"] * trainer.iters_per_epoch + steps
     assert trainer.run_dir == tmp_path / "run"
     assert "resume with --resume" in out
 
@@ -126,3 +130,18 @@ def test_ctrl_c_during_a_checkpoint_write_is_raised_after_the_file_is_complete(t
     assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["value"], torch.arange(5))
     with sigint_deferred():  # nothing pending: the block ends normally
         pass
+
+
+def test_ctrl_c_in_nested_held_blocks_is_raised_at_the_outer_end():
+    """The trainer holds Ctrl-C over an epoch's record and both its checkpoints; the write of the
+    first must not raise it before the second is written."""
+    from retina_cli.engine.checkpoint import sigint_deferred
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with sigint_deferred():
+            with sigint_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the inner block")
+    assert reached == ["after the inner block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

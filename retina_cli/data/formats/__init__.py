@@ -17,11 +17,14 @@ from retina_cli.errors import DataError
 class RawDataset:
     """groups: the dataset's own split name ("train", "val", "test", "trainval") or None for
     records the dataset does not assign to a split -> records. category_ids: the dataset's id of
-    each label (COCO), empty when labels are the ids."""
+    each label (COCO), empty when labels are the ids. root: the folder every path was kept inside
+    (:func:`~retina_cli.data.validate.inside_root`) where the reader knows it (a YOLO yaml's
+    ``path:`` may name another folder than the one given), else None."""
 
     class_names: list[str]
     groups: dict[str | None, list[ImageRecord]]
     category_ids: list[int] = field(default_factory=list)
+    root: Path | None = None
 
 
 def split_from_name(name: str) -> str | None:
@@ -54,3 +57,8 @@ def read_text(path: Path, errors: str = "strict") -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x}); save the file as UTF-8") from None
+
+
+def count(n: int, noun: str) -> str:
+    """``count(1, "XML file")`` -> "1 XML file", ``count(80, ...)`` -> "80 XML files"."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")

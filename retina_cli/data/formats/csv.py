@@ -1,7 +1,8 @@
 """keras-retinanet CSV: rows ``path,x1,y1,x2,y2,class`` plus a ``classes.csv`` of ``name,id``.
 
 A row ``path,,,,,`` is an image without boxes. Paths are relative to the CSV's folder (absolute
-paths are accepted inside the dataset folder); paths leaving the dataset folder are rejected.
+paths are accepted inside the dataset folder); a path or symlink leaving the dataset folder is
+rejected (:func:`~retina_cli.data.validate.inside_root`).
 Split names come from the CSV file names (``train.csv``, ``val.csv``, ``test.csv``); any other
 annotation CSV (``annotations.csv``) is split by ``val_fraction``. A first row ``path,x1,...`` is
 taken as a header and skipped.
@@ -16,10 +17,10 @@ from typing import Iterator
 
 import numpy as np
 
-from retina_cli.data.formats import RawDataset, read_text, split_from_name
+from retina_cli.data.formats import RawDataset, count, read_text, split_from_name
 from retina_cli.data.records import ImageRecord
 from retina_cli.data.report import ValidationReport
-from retina_cli.data.validate import inside_root, make_record, skip_image
+from retina_cli.data.validate import inside_root, make_record, require_inside, skip_outside
 from retina_cli.errors import DataError
 
 CLASS_FILES = ("classes.csv", "class_mapping.csv", "classes_map.csv")
@@ -40,6 +41,11 @@ def detect(root: Path) -> str | None:
     return None
 
 
+def evidence(root: Path) -> str:
+    """What of this layout ``root`` holds, for the message when a folder holds two layouts."""
+    return count(len(_annotation_files(root)), "annotation CSV file")
+
+
 def _annotation_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.csv") if p.name not in CLASS_FILES)
 
@@ -49,9 +55,10 @@ def load(root: Path, report: ValidationReport) -> RawDataset:
     class_file = _class_file(base)
     if class_file is None:
         raise DataError(f"{base}: no classes.csv (rows 'class_name,id'); add it next to the annotation CSV")
-    names = read_classes(class_file)
+    names = read_classes(require_inside(base, class_file))
     index = {n: i for i, n in enumerate(names)}
-    files = [root] if root.is_file() else _annotation_files(base)
+    # a CSV named by the user is taken as given; one found in the folder must stay inside it
+    files = [root] if root.is_file() else [require_inside(base, f) for f in _annotation_files(base)]
     if not files:
         raise DataError(f"{base}: no annotation CSV next to {class_file.name}")
     groups: dict[str | None, list[ImageRecord]] = {}
@@ -94,7 +101,7 @@ def _read_annotations(f: Path, base: Path, index: dict[str, int], report: Valida
             continue
         path = inside_root(base, rel, f.parent)
         if path is None:
-            skip_image(report, f, lineno, f"image path {rel!r} leaves the dataset folder {base}; row rejected")
+            skip_outside(report, f, lineno, f"image path {rel!r}", base)
             continue
         entry = rows.setdefault(path, ([], [], []))
         if not any(coords) and not cls:

@@ -4,6 +4,9 @@ Box coordinates are read as written (no 1-based shift), so ``xmin == xmax`` is a
 ``difficult`` objects become ``ignore=True``. Class names are taken from ``classes.txt`` or
 ``labels.txt`` in the root when present (fixing the label order), else sorted alphabetically.
 Image sizes come from the image header (the XML ``<size>`` is often wrong after re-export).
+Images are looked up in ``JPEGImages/`` by ``<filename>`` (a bare name) or the xml's stem; ``<path>``
+is not read. Every id, xml and image must stay inside the dataset folder, symlinks followed
+(:func:`~retina_cli.data.validate.inside_root`).
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from retina_cli.data.formats import RawDataset, read_text
+from retina_cli.data.formats import RawDataset, count, read_text
 from retina_cli.data.images import IMAGE_SUFFIXES
 from retina_cli.data.records import ImageRecord
 from retina_cli.data.report import ValidationReport
-from retina_cli.data.validate import inside_root, is_file, make_record, skip_image
+from retina_cli.data.validate import inside_root, is_file, make_record, require_inside, skip_image, skip_outside
 from retina_cli.errors import DataError
 
 SPLIT_FILES = ("train", "val", "test", "trainval")
@@ -30,16 +33,28 @@ def detect(root: Path) -> str | None:
     return None
 
 
+def evidence(root: Path) -> str:
+    """What of this layout ``root`` holds, for the message when a folder holds two layouts."""
+    return count(sum(1 for _ in (root / "Annotations").glob("*.xml")), "Pascal VOC XML file")
+
+
 def load(root: Path, report: ValidationReport) -> RawDataset:
     ann_dir, img_dir = root / "Annotations", root / "JPEGImages"
-    lists = _split_lists(root, report)
+    lists = _split_lists(root)
     if not lists:
         lists = {None: [(p.stem, None, None) for p in sorted(ann_dir.glob("*.xml"))]}
     parsed: dict[str, _Parsed | None] = {}
     for entries in lists.values():
         for stem, list_file, line in entries:
-            if stem not in parsed:
-                parsed[stem] = _parse(ann_dir / f"{stem}.xml", report, list_file, line)
+            if stem in parsed:
+                continue
+            xml = inside_root(root, f"{stem}.xml", ann_dir)
+            if xml is None:
+                where = (list_file, line) if list_file is not None else (ann_dir / f"{stem}.xml", None)
+                skip_outside(report, where[0], where[1], f"annotation {stem + '.xml'!r}", root)
+                parsed[stem] = None
+                continue
+            parsed[stem] = _parse(xml, report, list_file, line)
     names = _class_names(root, parsed)
     index = {n: i for i, n in enumerate(names)}
     records: dict[str, ImageRecord | None] = {}
@@ -47,8 +62,12 @@ def load(root: Path, report: ValidationReport) -> RawDataset:
         if p is None:
             continue
         image = _find_image(img_dir, p.filename, stem)
-        if image is None:
-            skip_image(report, p.xml, None, f"image {p.filename or stem} not found in {img_dir}; annotation skipped")
+        inside = inside_root(root, image) if image is not None else None
+        if inside is None:
+            if image is None:
+                skip_image(report, p.xml, None, f"image {p.filename or stem} not found in {img_dir}; annotation skipped")
+            else:
+                skip_outside(report, p.xml, None, f"image {image.name!r}", root)
             report.dropped += len(p.names)
             records[stem] = None
             continue
@@ -71,13 +90,14 @@ class _Parsed:
         self.xml, self.filename, self.names, self.boxes, self.difficult = xml, filename, names, boxes, difficult
 
 
-def _split_lists(root: Path, report: ValidationReport) -> dict[str | None, list[tuple[str, Path, int]]]:
+def _split_lists(root: Path) -> dict[str | None, list[tuple[str, Path, int]]]:
     main = root / "ImageSets" / "Main"
     out: dict[str | None, list[tuple[str, Path, int]]] = {}
     for split in SPLIT_FILES:
         f = main / f"{split}.txt"
         if not f.is_file():
             continue
+        require_inside(root, f)
         out[split] = []
         # ids name files: undecodable bytes are kept so that non-UTF-8 file names still match
         for i, ln in enumerate(read_text(f, errors="surrogateescape").splitlines(), start=1):
@@ -85,10 +105,7 @@ def _split_lists(root: Path, report: ValidationReport) -> dict[str | None, list[
                 continue
             # "id" or "id flag" (per-class lists); an id with spaces is kept whole when its xml exists
             stem = ln.strip() if is_file(root / "Annotations" / f"{ln.strip()}.xml") else ln.split()[0]
-            if inside_root(root / "Annotations", f"{stem}.xml") is None:
-                skip_image(report, f, i, f"image id {stem!r} leaves the Annotations/ folder; line skipped")
-                continue
-            out[split].append((stem, f, i))
+            out[split].append((stem, f, i))  # a stem leaving the dataset is refused when its xml is read
     if "trainval" in out and "train" in out and "val" in out:
         del out["trainval"]  # redundant with train + val
     return out
@@ -136,7 +153,7 @@ def _parse(xml: Path, report: ValidationReport, list_file: Path | None, line: in
 def _class_names(root: Path, parsed: dict[str, _Parsed | None]) -> list[str]:
     for cand in (root / "classes.txt", root / "labels.txt"):
         if cand.is_file():
-            names = [ln.strip() for ln in read_text(cand).splitlines() if ln.strip()]
+            names = [ln.strip() for ln in read_text(require_inside(root, cand)).splitlines() if ln.strip()]
             if names:
                 return names
     found = sorted({n for p in parsed.values() if p is not None for n in p.names})

@@ -6,6 +6,10 @@ image lists) or from ``classes.txt``. Without a yaml, ``images/{train,val,test}/
 the splits. A label path is the image path with its last ``images`` folder replaced by ``labels``
 and the suffix by ``.txt``; an image without a label file is a negative. Polygon (segment) lines
 are accepted and turned into their bounding box.
+
+The dataset root is the yaml's ``path:`` when it names a folder (ultralytics yamls often give it
+absolute), else the folder given; split entries, list lines, images and label files must stay
+inside it, symlinks followed (:func:`~retina_cli.data.validate.inside_root`).
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from retina_cli.data.formats import RawDataset, read_text
+from retina_cli.data.formats import RawDataset, count, read_text
 from retina_cli.data.images import is_image
 from retina_cli.data.records import ImageRecord
 from retina_cli.data.report import ValidationReport
-from retina_cli.data.validate import inside_root, is_dir, is_file, make_record
+from retina_cli.data.validate import inside_root, is_dir, is_file, make_record, require_inside, skip_outside
 from retina_cli.errors import DataError
 
 YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
@@ -46,6 +50,14 @@ def detect(root: Path) -> str | None:
     return None
 
 
+def evidence(root: Path) -> str:
+    """What of this layout ``root`` holds, for the message when a folder holds two layouts."""
+    labels = root / "labels"
+    n = sum(1 for p in labels.rglob("*.txt") if p.name != "classes.txt") if is_dir(labels) else 0
+    found = find_yaml(root)
+    return f"YOLO {found.name}" if found is not None and n == 0 else count(n, "YOLO label file")
+
+
 def label_path(image: Path) -> Path:
     """``.../images/a/b.jpg`` -> ``.../labels/a/b.txt``."""
     parts = list(image.parts)
@@ -60,10 +72,12 @@ def load(root: Path, report: ValidationReport) -> RawDataset:
     yaml_file = find_yaml(root)
     base = root if root.is_dir() else root.parent
     if yaml_file is not None:
-        names, sources, base = _read_yaml(yaml_file)
+        if root.is_dir():  # a yaml named by the user is taken as given; one found in the folder must stay inside it
+            require_inside(root, yaml_file)
+        names, sources, base = _read_yaml(yaml_file, report)
     else:
         names = _read_classes_txt(base)
-        sources = _folder_splits(base)
+        sources = _folder_splits(base, report)
     groups: dict[str | None, list[ImageRecord]] = {}
     expected_labels: set[Path] = set()
     label_dirs: set[Path] = set()
@@ -73,17 +87,21 @@ def load(root: Path, report: ValidationReport) -> RawDataset:
             lab = label_path(image)
             expected_labels.add(lab)
             label_dirs.add(_labels_root(lab))
-            rec = _read_one(image, lab, len(names), report)
+            rec = _read_one(image, lab, len(names), report, base)
             if rec is not None:
                 records.append(rec)
         groups[split] = records
     _report_orphan_labels(label_dirs, expected_labels, report)
-    return RawDataset(class_names=names, groups=groups)
+    return RawDataset(class_names=names, groups=groups, root=base)
 
 
-def _read_one(image: Path, lab: Path, num_classes: int, report: ValidationReport) -> ImageRecord | None:
+def _read_one(image: Path, lab: Path, num_classes: int, report: ValidationReport, base: Path) -> ImageRecord | None:
     boxes, labels, lines = [], [], []
-    if is_file(lab):
+    has_labels = is_file(lab)
+    if has_labels and inside_root(base, lab) is None:
+        skip_outside(report, lab, None, f"label file of {image.name!r}", base)
+        return None
+    if has_labels:
         for lineno, text in enumerate(read_text(lab, errors="replace").splitlines(), start=1):
             fields = text.split()
             if not fields:
@@ -100,7 +118,7 @@ def _read_one(image: Path, lab: Path, num_classes: int, report: ValidationReport
     arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return make_record(
         image, arr, np.asarray(labels, np.int64), np.zeros(len(labels), bool), num_classes, report,
-        label_file=lab if is_file(lab) else image, lines=lines, normalized=True,
+        label_file=lab if has_labels else image, lines=lines, normalized=True,
     )
 
 
@@ -145,7 +163,7 @@ def _report_orphan_labels(label_dirs: set[Path], expected: set[Path], report: Va
 def _read_classes_txt(base: Path, yaml_file: Path | None = None) -> list[str]:
     for cand in (base / "classes.txt", base / "labels" / "classes.txt"):
         if cand.is_file():
-            names = [ln.strip() for ln in read_text(cand).splitlines() if ln.strip()]
+            names = [ln.strip() for ln in read_text(require_inside(base, cand)).splitlines() if ln.strip()]
             if names:
                 return names
     if yaml_file is not None:
@@ -155,21 +173,30 @@ def _read_classes_txt(base: Path, yaml_file: Path | None = None) -> list[str]:
     )
 
 
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if is_image(p) and p.is_file())
+def _list_images(folder: Path, base: Path, report: ValidationReport) -> list[Path]:
+    """The images under ``folder``; those that are links leaving ``base`` are reported and skipped."""
+    out = []
+    for p in sorted(p for p in folder.rglob("*") if is_image(p) and p.is_file()):
+        if inside_root(base, p) is None:
+            skip_outside(report, p, None, f"image {p.name!r}", base)
+        else:
+            out.append(p)
+    return out
 
 
-def _folder_splits(base: Path) -> dict[str | None, list[Path]]:
+def _folder_splits(base: Path, report: ValidationReport) -> dict[str | None, list[Path]]:
     images = base / "images"
     if not images.is_dir():
         raise DataError(f"{base}: no images/ folder; a YOLO dataset needs images/ and labels/ (or a data.yaml)")
     subs = {s: images / s for s in SPLITS if (images / s).is_dir()}
     if subs:
-        return {s: _list_images(d) for s, d in subs.items()}
-    return {None: _list_images(images)}
+        return {s: _list_images(d, base, report) for s, d in subs.items()}
+    return {None: _list_images(images, base, report)}
 
 
-def _read_yaml(yaml_file: Path) -> tuple[list[str], dict[str | None, list[Path]], Path]:
+def _read_yaml(yaml_file: Path, report: ValidationReport) -> tuple[list[str], dict[str | None, list[Path]], Path]:
+    """Class names, images per split and the dataset root: the yaml's ``path:`` when it names a
+    folder (the yaml says where its dataset is), else the yaml's folder."""
     try:
         data = yaml.safe_load(read_text(yaml_file)) or {}
     except RecursionError:
@@ -197,7 +224,7 @@ def _read_yaml(yaml_file: Path) -> tuple[list[str], dict[str | None, list[Path]]
         p = p if p.is_absolute() else yaml_file.parent / p
         # ultralytics resolves a relative path against its datasets dir; ours is the yaml's folder
         if is_dir(p):
-            base = p
+            base = Path(os.path.normpath(p))
     sources: dict[str | None, list[Path]] = {}
     for split in SPLITS:
         entry = data.get(split)
@@ -205,10 +232,10 @@ def _read_yaml(yaml_file: Path) -> tuple[list[str], dict[str | None, list[Path]]
             continue
         images: list[Path] = []
         for item in entry if isinstance(entry, list) else [entry]:
-            images += _resolve_entry(str(item), base, yaml_file, split)
+            images += _resolve_entry(str(item), base, yaml_file, split, report)
         sources[split] = images
     if not sources:
-        sources = _folder_splits(base)
+        sources = _folder_splits(base, report)
     return names, sources, base
 
 
@@ -228,20 +255,29 @@ def _names_from_mapping(names: dict, yaml_file: Path) -> list[str]:
     return [by_id[k] for k in keys]
 
 
-def _resolve_entry(item: str, base: Path, yaml_file: Path, split: str) -> list[Path]:
+def _resolve_entry(item: str, base: Path, yaml_file: Path, split: str, report: ValidationReport) -> list[Path]:
+    """A ``train:``/``val:``/``test:`` entry (a folder or a .txt image list, relative to ``base``)
+    -> its images. An entry leaving ``base`` is a DataError; list lines leaving it are skipped.
+    Like ultralytics, ``../train/images`` (Roboflow exports) is tried as ``train/images`` too."""
     target = inside_root(base, item)
-    if target is None and Path(item).is_absolute():
-        target = Path(item)
+    if target is None and item.startswith("../"):
+        fallback = inside_root(base, item[3:])
+        target = fallback if fallback is not None and fallback.exists() else None
     if target is None:
-        raise DataError(f"{yaml_file}: {split}: {item!r} points outside the dataset folder {base}")
+        raise DataError(f"{yaml_file}: {split}: {item!r} leaves the dataset folder {base} (a path or link to outside "
+                        f"it); set 'path:' to the folder holding the dataset, or move the files inside it")
     if is_dir(target):
-        return _list_images(target)
+        return _list_images(target, base, report)
     if is_file(target) and target.suffix == ".txt":
         out = []
-        for ln in read_text(target, errors="surrogateescape").splitlines():
+        for i, ln in enumerate(read_text(target, errors="surrogateescape").splitlines(), start=1):
             ln = ln.strip()
-            if ln:
-                p = Path(ln)
-                out.append(p if p.is_absolute() else Path(os.path.normpath(target.parent / ln)))
+            if not ln:
+                continue
+            image = inside_root(base, ln, target.parent)
+            if image is None:
+                skip_outside(report, target, i, f"image path {ln!r}", base)
+            else:
+                out.append(image)
         return out
     raise DataError(f"{yaml_file}: {split}: {item!r} is neither a folder of images nor a .txt image list ({target})")

@@ -1,0 +1,1 @@
+"""Self-contained HTML run reports (``report.html`` of ``retina train`` and ``retina eval``)."""
