@@ -26,10 +26,20 @@ def diagnose(result: Any, records: Sequence[Any], class_names: Sequence[str],
              conf: float | None = None, iou: float = 0.5) -> Diagnosis:
     """``result``: an :class:`retina_cli.engine.evaluate.EvalResult` of ``records`` (image id ``i + 1``
     is ``records[i]``). ``conf`` None: count the errors at the F1-best threshold over all classes."""
-    matches = result.matches or [
-        ClassMatches(np.zeros(0), np.zeros(0, dtype=bool), int(result.per_class[n]["num_gt"])) for n in class_names
+    matches = result.matches or [  # no detections: every box is missed
+        ClassMatches(np.zeros(0), np.zeros(0, dtype=bool), n) for n in _boxes_per_class(records, len(class_names))
     ]
     curves = threshold_curves(matches, class_names)
     at = float(conf) if conf is not None else float(curves.best.get("all", {"conf": 0.5})["conf"])
     errors = analyse_errors(records, result.detections, class_names, at, iou)
     return Diagnosis(curves, errors, at)
+
+
+def _boxes_per_class(records: Sequence[Any], num_classes: int) -> list[int]:
+    """Ground-truth boxes per class, ignored (crowd / difficult) ones left out."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for rec in records:
+        labels = np.asarray(rec.labels, dtype=np.int64)
+        keep = ~np.asarray(rec.ignore, dtype=bool) if len(rec.ignore) else np.ones(len(labels), dtype=bool)
+        counts += np.bincount(labels[keep], minlength=num_classes)[:num_classes]
+    return counts.tolist()

@@ -66,8 +66,10 @@ class Detector:
         """COCO metrics on a dataset split (any layout ``retina data info`` reads).
 
         data_format: "auto", "yolo", "voc", "coco" or "csv". batch / workers: the data loader's.
-        conf / iou / max_det: as in :meth:`predict`. project: also write metrics.json,
-        detections.json and pr_curves.png into its next run folder (``name`` or exp, exp2, ...);
+        conf / iou / max_det: as in :meth:`predict`. The result's ``diagnosis`` holds the F1-best
+        thresholds, the confusion matrix and the error types. project: also write metrics.json,
+        detections.json, pr_curves.png, the confusion matrix, threshold curves, the error gallery
+        (errors/) and report.html into its next run folder (``name`` or exp, exp2, ...);
         None writes nothing. progress: an object with ``start(name, total)``, ``advance(n)``,
         ``stop()`` (None: silent).
         """
@@ -86,7 +88,7 @@ class Detector:
             ev = evaluate_backend(self._backend, str(data), split, data_format, batch, workers, post, progress)
             if run_dir is not None:
                 write_evaluation(ev, run_dir, self.path, str(data))
-        return Metrics(ev.result.metrics, ev.result.per_class, split, len(ev.records), run_dir)
+        return Metrics(ev.result.metrics, ev.result.per_class, split, len(ev.records), run_dir, ev.diagnosis)
 
     def export(
         self, format: str = "onnx", out: str | Path | None = None, dynamic_size: bool = False, opset: int | None = None,

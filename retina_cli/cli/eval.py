@@ -30,8 +30,9 @@ def eval_cmd(
     name: str = typer.Option("", "--name"),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON only."),
 ) -> None:
-    """Evaluate a checkpoint: AP, AP50, AP75, AP small/medium/large, AR and per-class AP; writes
-    metrics.json, detections (COCO results JSON) and PR curves."""
+    """Evaluate a checkpoint: AP, AP50, AP75, AP small/medium/large, AR and per-class AP, the F1-best
+    score threshold per class, a confusion matrix and error types; writes metrics.json, detections
+    (COCO results JSON), PR and threshold curves, the worst images (errors/) and report.html."""
     from retina_cli import validation
 
     validation.check_flags(batch_size=batch_size, workers=workers, conf=conf, iou=iou, max_det=max_det)
@@ -53,13 +54,23 @@ def eval_cmd(
         table.add_column(key, justify="right")
     table.add_row(*(f"{res.metrics[k]:.4f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")))
     out.print(table)
+    diag = res.diagnosis
+    best = diag.curves.best
     per = Table(title="per class")
-    per.add_column("class")
-    per.add_column("GT boxes", justify="right")
-    per.add_column("AP", justify="right")
-    per.add_column("AP50", justify="right")
+    for col in ("class", "GT boxes", "AP", "AP50", "F1-best conf", "P", "R", "F1"):
+        per.add_column(col, justify="left" if col == "class" else "right")
     for cls_name, v in res.per_class.items():
-        per.add_row(cls_name, f"{int(v['num_gt'])}", f"{v['AP']:.4f}", f"{v['AP50']:.4f}")
+        b = best[cls_name]
+        per.add_row(cls_name, f"{int(v['num_gt'])}", f"{v['AP']:.4f}", f"{v['AP50']:.4f}",
+                    f"{b['conf']:.2f}", f"{b['precision']:.3f}", f"{b['recall']:.3f}", f"{b['f1']:.3f}")
+    if "all" in best:
+        b = best["all"]
+        per.add_row("all (mean)", "", "", "", f"{b['conf']:.2f}", f"{b['precision']:.3f}", f"{b['recall']:.3f}", f"{b['f1']:.3f}")
     out.print(per)
-    written = [n for n in ("metrics.json", "detections.json", "pr_curves.png") if (run_dir / n).is_file()]
+    e = diag.errors
+    errs = ", ".join(f"{k} {v}" for k, v in e.errors.items())
+    out.print(f"at --conf {diag.conf:.2f} (IoU {e.iou:.2f}): {errs}", highlight=False)
+    out.print(f"suggested: --conf {diag.conf:.2f} (the best F1 averaged over classes)", highlight=False)
+    written = [n for n in ("metrics.json", "detections.json", "pr_curves.png", "confusion_matrix.png",
+                           "threshold_curves.png", "report.html") if (run_dir / n).is_file()]
     out.print(f"results in {run_dir}: {', '.join(written)}", highlight=False)

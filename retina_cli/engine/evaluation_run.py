@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,13 @@ class Evaluation:
     records: list[Any]
     class_names: tuple[str, ...]
     split: str
+
+    @cached_property
+    def diagnosis(self) -> Any:
+        """F1-best thresholds, confusion matrix and error types (:func:`retina_cli.analysis.diagnosis.diagnose`)."""
+        from retina_cli.analysis.diagnosis import diagnose
+
+        return diagnose(self.result, self.records, self.class_names)
 
 
 def evaluate_backend(
@@ -82,21 +90,32 @@ def evaluate_backend(
 
 
 def write_evaluation(ev: Evaluation, run_dir: Path, model_path: str | Path, data: str) -> None:
-    """metrics.json, detections.json (COCO results with file names) and pr_curves.png into ``run_dir``."""
+    """metrics.json, detections.json (COCO results with file names), pr_curves.png and the
+    diagnosis (confusion_matrix.json/.png, thresholds.json, threshold_curves.png, errors/) with
+    report.html into ``run_dir``."""
+    from retina_cli.report.evaluation import write_diagnosis, write_eval_report
+
     res = ev.result
     run_dir.mkdir(parents=True, exist_ok=True)
+    diag = ev.diagnosis
+    header = {"checkpoint": str(model_path), "data": str(data), "split": ev.split, "images": len(ev.records)}
     (run_dir / "metrics.json").write_text(json.dumps(
-        {"checkpoint": str(model_path), "data": str(data), "split": ev.split, "images": len(ev.records),
-         "metrics": res.metrics, "per_class": res.per_class}, indent=2))
+        {**header, "metrics": res.metrics, "per_class": res.per_class,
+         "suggested_conf": diag.conf, "best_thresholds": diag.curves.best,
+         "errors": {"conf": diag.conf, "iou": diag.errors.iou, **diag.errors.errors}}, indent=2))
     detections = [{**r, "file_name": str(ev.records[r["image_id"] - 1].path)} for r in res.detections]
     (run_dir / "detections.json").write_text(json.dumps(detections))  # names the image too: the file stands on its own
+    pr_png = None
     if res.precision is not None:
         try:
             from retina_cli.drawing.plots import plot_pr_curves
 
-            plot_pr_curves(res.precision, ev.class_names, run_dir / "pr_curves.png")
+            pr_png = run_dir / "pr_curves.png"
+            plot_pr_curves(res.precision, ev.class_names, pr_png)
         except ImportError:
-            pass
+            pr_png = None
+    files = write_diagnosis(diag, ev.records, run_dir)
+    write_eval_report(run_dir, header, res.metrics, res.per_class, diag, files, pr_png)
 
 
 def run_evaluation(

@@ -185,6 +185,7 @@ class Trainer:
         self.best_ap = -1.0
         self.best_ap50 = -1.0
         self.stale_validations = 0  # validations since the best one (--patience)
+        self.best_result: EvalResult | None = None  # this session's best validation (report.html)
         self.stop_reason = ""
         self.history: list[dict[str, float]] = []
         self.tb = None
@@ -335,7 +336,23 @@ class Trainer:
                 self.tb.close()
             for loader in (self.train_loader, self.val_loader):
                 _stop_workers(loader)
+        if self.dist.is_main:
+            self.write_report()
         return TrainResult(self.run_dir, self.best_ap, self.best_ap50, epochs_done, last_eval, self.stop_reason)
+
+    def write_report(self) -> Path:
+        """``report.html``: settings, data summary, curves, epochs and the best validation explained."""
+        import yaml
+
+        from retina_cli.report.training import write_train_report
+
+        args = self.run_dir / "args.yaml"
+        settings = yaml.safe_load(args.read_text()) if args.is_file() else to_dict(self.cfg)
+        report = self.dataset.report
+        return write_train_report(
+            self.run_dir, dict(settings or {}), report.summary_rows(), [str(p) for p in report.problems], self.history,
+            self.best_result, self.val_records, self.model.cfg.class_names, self.stop_reason,
+        )
 
     def _done(self, next_epoch: int) -> bool:
         """Nothing left to train before ``next_epoch``: the epochs asked for are done, or (with a
@@ -481,6 +498,7 @@ class Trainer:
             if self.dist.is_main:
                 if improved:
                     self.best_ap, self.best_ap50 = result.metrics["AP"], result.metrics["AP50"]
+                    self.best_result = result
                     self.stale_validations = 0
                 elif result is not None:
                     self.stale_validations += 1

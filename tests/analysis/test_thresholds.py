@@ -58,3 +58,12 @@ def test_coco_matching_feeds_the_curves():
     at_half = diagnose(res, recs, ["a", "b"], conf=0.5)
     assert at_half.errors.errors["missed"] == 1 and at_half.errors.errors["bkg"] == 1
     assert at_half.to_dict()["confusion"]["counts"] == [[1, 0, 1], [0, 1, 0], [1, 0, 0]]
+
+
+def test_no_detections_every_box_is_missed():
+    recs = [ImageRecord(Path("a.jpg"), 100, 100, np.array([[0, 0, 20, 20], [5, 5, 9, 9]], np.float32),
+                        np.array([0, 1]), np.array([False, True]))]
+    res = coco_evaluate(coco_ground_truth(recs, ["a", "b"]), [], ["a", "b"])
+    d = diagnose(res, recs, ["a", "b"])
+    assert d.errors.errors["missed"] == 1  # the ignored box is not counted
+    assert d.curves.best["a"]["f1"] == 0.0 and d.curves.recall.max() == 0.0
