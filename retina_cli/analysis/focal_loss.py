@@ -207,7 +207,7 @@ def run_loss_analysis(
     and the numbers and curves next to it as JSON. Returns the analysis and the PNG's path."""
     from retina_cli.data import load_dataset
     from retina_cli.data.loader import make_loader
-    from retina_cli.engine.runs import discard_on_failure, next_run_dir, output_file
+    from retina_cli.engine.runs import absent_folders, discard_on_failure, next_run_dir, output_file
     from retina_cli.engine.checkpoint import configs_from_checkpoint, model_from_checkpoint
     from retina_cli.engine.distributed import select_device
     from retina_cli.engine.evaluation_run import align_classes
@@ -216,8 +216,9 @@ def run_loss_analysis(
     if max_images < 1 or max_negatives < 1:
         raise ConfigError("--max-images and --max-negatives must be at least 1")
     # the output folder is made and probed before any work; a run refused afterwards takes it back
+    absent = absent_folders(Path(out).parent if out is not None else project)
     png = output_file(out) if out is not None else next_run_dir(Path(project), name or None) / "loss_cdf.png"
-    with discard_on_failure(png.parent, fresh=out is None):
+    with discard_on_failure(png.parent, fresh=out is None, made=absent):
         model, ckpt = model_from_checkpoint(checkpoint)
         model_cfg, loss_cfg, _ = configs_from_checkpoint(ckpt)
         if img_size:

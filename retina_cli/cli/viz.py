@@ -140,28 +140,33 @@ def viz(
 
     validation.check_settings(dict(max_images=max_images, tile=tile, img_size=img_size, fg_iou=fg_iou, bg_iou=bg_iou, conf=conf))
     from retina_cli.data import load_dataset
-    from retina_cli.engine.runs import next_run_dir, output_dir
+    from retina_cli.engine.runs import absent_folders, discard_on_failure, next_run_dir, output_dir
 
+    # made and probed before any work; data refused afterwards takes back what this run made
+    absent = absent_folders(out if out is not None else Path("runs/viz"))
+    fresh = out is None or bool(absent)
     out_dir = output_dir(out) if out is not None else next_run_dir(Path("runs/viz"), None, flag="--out")
-    term = console()
-    if detections is not None:
-        paths = _draw_detections(source, detections, gt, data_format, conf, max_images, out_dir, as_mosaic, tile)
-    else:
-        ds = load_dataset(source, format=data_format)
-        records = _pick(ds, split, max_images)
-        if anchors:
-            from retina_cli.train_settings import geometry, resolve
-
-            settings = resolve({"model": model, "img_size": img_size, "fpn_levels": fpn_levels, "anchor_sizes": anchor_sizes,
-                                "anchor_ratios": anchor_ratios, "anchor_scales": anchor_scales})
-            img_size, (lo, hi), cfg = geometry(settings)
-            levels = tuple(range(lo, hi + 1))
-            loss = LossConfig(fg_iou=fg_iou, bg_iou=bg_iou)
-            _print_anchor_table(ds, records, cfg, levels, img_size, loss)
-            drawn = _anchor_images(ds, records, cfg, levels, img_size, loss)
+    made = [p for p in absent if p != out_dir]
+    with discard_on_failure(out_dir, fresh=fresh, made=made):
+        term = console()
+        if detections is not None:
+            paths = _draw_detections(source, detections, gt, data_format, conf, max_images, out_dir, as_mosaic, tile)
         else:
-            drawn = [(r.path.name, _gt_image(r, ds.class_names)) for r in records]
-        paths = _save(drawn, out_dir, as_mosaic, tile)
+            ds = load_dataset(source, format=data_format)
+            records = _pick(ds, split, max_images)
+            if anchors:
+                from retina_cli.train_settings import geometry, resolve
+
+                settings = resolve({"model": model, "img_size": img_size, "fpn_levels": fpn_levels, "anchor_sizes": anchor_sizes,
+                                    "anchor_ratios": anchor_ratios, "anchor_scales": anchor_scales})
+                img_size, (lo, hi), cfg = geometry(settings)
+                levels = tuple(range(lo, hi + 1))
+                loss = LossConfig(fg_iou=fg_iou, bg_iou=bg_iou)
+                _print_anchor_table(ds, records, cfg, levels, img_size, loss)
+                drawn = _anchor_images(ds, records, cfg, levels, img_size, loss)
+            else:
+                drawn = [(r.path.name, _gt_image(r, ds.class_names)) for r in records]
+            paths = _save(drawn, out_dir, as_mosaic, tile)
     term.print(f"wrote {len(paths)} image(s) to {out_dir}", highlight=False, soft_wrap=True)
 
 

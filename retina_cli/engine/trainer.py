@@ -87,17 +87,6 @@ def freeze_backbone_bn(model: RetinaNet) -> None:
     model.backbone = freeze_batch_norm_2d(model.backbone)
 
 
-def check_writable(folder: Path) -> None:
-    """Fail before training starts when the run folder cannot be created or written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"{folder}: cannot write the run folder here ({exc.strerror or exc}); choose another --project/--name") from exc
-
-
 def augment_config(cfg: TrainConfig) -> AugmentConfig:
     return AugmentConfig(hflip=cfg.hflip, scale_jitter=(cfg.scale_min, cfg.scale_max), color_jitter=cfg.color_jitter)
 
@@ -634,8 +623,7 @@ def prepare_training(
     else:
         run_dir = None
         if dist.is_main:
-            run_dir = next_run_dir(Path(cfg.project), cfg.name or None, exist_ok=cfg.exist_ok)
-            check_writable(run_dir)
+            run_dir = next_run_dir(Path(cfg.project), cfg.name or None, exist_ok=cfg.exist_ok)  # made and probed
         run_dir = Path(dist_utils.broadcast_object(str(run_dir) if run_dir else None))
     seed_everything(cfg.seed + dist.rank)
     if dist.is_main and ckpt is None:
