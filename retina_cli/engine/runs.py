@@ -52,6 +52,23 @@ def check_writable(folder: Path, flag: str = "--project") -> None:
         raise _refuse(Path(folder), exc, flag) from exc
 
 
+def check_can_create(folder: str | os.PathLike, flag: str = "--project") -> None:
+    """ConfigError unless ``folder`` could be made and written, decided without making it: the
+    nearest existing part of the path must be a folder that takes a probe file. For commands
+    whose folder comes after long work (train reads the data and builds the model first)."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        why = "a file of that name exists, not a folder" if existing == folder else "a part of the path is a file, not a folder"
+        raise ConfigError(f"{folder}: the output folder cannot be created or written ({why}); choose another {flag}")
+    try:
+        check_writable(existing, flag)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace(str(existing), str(folder), 1)) from exc.__cause__
+
+
 def _make_dir(folder: Path, flag: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -597,6 +597,10 @@ def prepare_training(
     device = dist_utils.select_device(cfg.device, dist.local_rank)
     seed_everything(cfg.seed + dist.rank)
 
+    if ckpt is None and dist.is_main:  # --project FILE / unwritable: refused before the data is read
+        from retina_cli.engine.runs import check_can_create
+
+        check_can_create(Path(cfg.project))
     dataset = load_dataset(data_path, cfg.data_format, strict=cfg.strict, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if on_dataset is not None and dist.is_main:
         on_dataset(dataset)

@@ -213,3 +213,22 @@ def test_a_failed_int8_export_leaves_no_fp32_model(ckpt, tmp_path, monkeypatch, 
     fresh = tmp_path / "new" / "m.onnx"
     run_cli(["export", str(ckpt), "--out", str(fresh), "--int8", "--calibration", str(tmp_path)], capsys)
     assert not (tmp_path / "new").exists()
+
+
+def test_train_refuses_its_project_before_reading_the_data(data, a_file, tmp_path, monkeypatch, capsys):
+    import retina_cli.data as data_pkg
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the dataset was read before the output folder was checked")
+
+    monkeypatch.setattr(data_pkg, "load_dataset", no_reading)
+    for project in (a_file, a_file / "sub"):
+        err = run_cli(["train", str(data), *TINY_FLAGS, "--epochs", "1", "--device", "cpu", "--project", str(project)], capsys)
+        assert "the output folder cannot be created or written" in err and "--project" in err
+
+
+def test_check_can_create_makes_nothing(tmp_path):
+    from retina_cli.engine.runs import check_can_create
+
+    check_can_create(tmp_path / "a" / "b")
+    assert list(tmp_path.iterdir()) == []  # neither the folders nor the probe
