@@ -45,10 +45,20 @@ class ImageErrors:
         return len(self.missed) if kind == "missed" else sum(t == kind for t in self.det_type)
 
     @property
+    def is_false_positive(self) -> np.ndarray:
+        """``(D,)`` bool: the detections that are errors (not a true positive, not on an ignored box)."""
+        return ~np.isin(np.asarray(self.det_type, dtype=object), ("tp", "ignored"))
+
+    @property
     def false_positive_score(self) -> float:
         """The highest score among this image's false positives (0 without any)."""
-        fp = [s for s, t in zip(self.det_scores, self.det_type) if t not in ("tp", "ignored")]
-        return float(max(fp)) if fp else 0.0
+        fp = self.is_false_positive
+        return float(self.det_scores[fp].max()) if fp.any() else 0.0
+
+    @property
+    def num_errors(self) -> int:
+        """Missed boxes plus false positives."""
+        return int(self.missed.size + self.is_false_positive.sum())
 
 
 @dataclass
@@ -82,9 +92,8 @@ class ErrorAnalysis:
     def worst_images(self, n: int) -> list[ImageErrors]:
         """The ``n`` images with the most missed boxes plus false positives, most confident false
         positive first among ties; images without an error are left out."""
-        scored = [im for im in self.images if im.missed.size or any(t not in ("tp", "ignored") for t in im.det_type)]
-        scored.sort(key=lambda im: (-(im.missed.size + sum(t not in ("tp", "ignored") for t in im.det_type)),
-                                    -im.false_positive_score, im.index))
+        scored = [im for im in self.images if im.num_errors]
+        scored.sort(key=lambda im: (-im.num_errors, -im.false_positive_score, im.index))
         return scored[:n]
 
 
@@ -121,11 +130,10 @@ def image_errors(
     gt_labels = np.asarray(gt_labels, dtype=np.int64)
     gt_ignore = np.asarray(gt_ignore, dtype=bool) if len(gt_ignore) else np.zeros(len(gt_labels), dtype=bool)
     n_det, n_gt = len(det_scores), len(gt_labels)
-    types = ["bkg"] * n_det
     if n_gt == 0:
-        return ImageErrors(index, det_boxes, det_scores, det_labels, types, np.zeros(0, dtype=np.int64))
+        return ImageErrors(index, det_boxes, det_scores, det_labels, ["bkg"] * n_det, np.zeros(0, dtype=np.int64))
     if n_det == 0:
-        return ImageErrors(index, det_boxes, det_scores, det_labels, types, np.flatnonzero(~gt_ignore))
+        return ImageErrors(index, det_boxes, det_scores, det_labels, [], np.flatnonzero(~gt_ignore))
     ious = pairwise_iou(torch.from_numpy(det_boxes), torch.from_numpy(gt_boxes)).numpy()  # (D, G)
     same = det_labels[:, None] == gt_labels[None, :]
     d_tp, g_tp = _one_to_one(ious, same & ~gt_ignore[None, :], iou)
@@ -134,25 +142,14 @@ def image_errors(
     free_d[d_tp], free_g[g_tp] = False, False
     d_cls, g_cls = _one_to_one(ious, free_d[:, None] & free_g[None, :] & ~gt_ignore[None, :], iou)
     free_d[d_cls], free_g[g_cls] = False, False
-    for d in d_tp.tolist():
-        types[d] = "tp"
-    for d in d_cls.tolist():
-        types[d] = "cls"
-    # unmatched detections: what they overlap (vectorised over the image's detections)
+    # unmatched detections: what they overlap, first rule that holds wins
     best_same = np.where(same, ious, 0.0).max(axis=1)
     best_any = ious.max(axis=1)
     on_ignored = (ious * gt_ignore[None, :]).max(axis=1) >= iou
-    for d in np.flatnonzero(free_d).tolist():
-        if on_ignored[d]:
-            types[d] = "ignored"
-        elif best_same[d] >= iou:
-            types[d] = "dupe"
-        elif best_same[d] >= bg_iou:
-            types[d] = "loc"
-        elif best_any[d] >= bg_iou:
-            types[d] = "both"
-        else:
-            types[d] = "bkg"
+    kinds = np.select([on_ignored, best_same >= iou, best_same >= bg_iou, best_any >= bg_iou],
+                      ["ignored", "dupe", "loc", "both"], "bkg").astype(object)
+    kinds[d_tp], kinds[d_cls] = "tp", "cls"
+    types = kinds.tolist()
     missed = np.flatnonzero(free_g & ~gt_ignore)
     confused = list(zip(d_cls.tolist(), g_cls.tolist()))
     return ImageErrors(index, det_boxes, det_scores, det_labels, types, missed, confused)

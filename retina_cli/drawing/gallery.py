@@ -69,7 +69,7 @@ def write_gallery(analysis: ErrorAnalysis, records: Sequence[Any], out_dir: Path
         except DataError:
             continue
         drawn = draw_errors(pixels, im, rec.boxes, rec.labels, analysis.class_names)
-        fps = sum(t not in ("tp", "ignored") for t in im.det_type)
+        fps = int(im.is_false_positive.sum())
         title = f"{Path(rec.path).name}: {im.missed.size} missed, {fps} false positives (score >= {analysis.conf:.2f})"
         path = write_png(out_dir / f"{rank:02d}_{Path(rec.path).stem}.png", draw_title(drawn, title))
         items.append(GalleryItem(path, str(rec.path), int(im.missed.size), fps, im.false_positive_score))
