@@ -145,6 +145,14 @@ RULES: dict[str, Rule] = {
     "loss_max_images": _at_least(1),  # retina analyze-loss --max-images  # retina demo --epochs: it has no time budget
     "limit": _at_least(0, note="0: all"),
     "score_bias": Rule(note="or auto or none"),
+    # sliced inference (eval; retina_cli.slicing.SliceConfig)
+    "slice": Rule(integer=True, low=32, high=IMG_SIZE_MAX, note="window side in pixels; leave it out for no slicing"),
+    "slice_overlap": Rule(low=0.0, high=0.9),
+    "slice_merge_thresh": _unit(low_open=True),
+    "track_low": _unit(),
+    "track_new": _unit(),
+    "track_buffer": Rule(integer=True, low=1, high=1_000_000, note="frames at 30 fps"),
+    "track_iou": _unit(low_open=True),
 }
 
 

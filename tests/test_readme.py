@@ -101,7 +101,7 @@ def test_readme_tutorial_runs_as_written(tiny_data, tmp_path, monkeypatch, capsy
             out = capsys.readouterr()
             assert code == 0, f"retina {' '.join(argv)} exited {code}:\n{out.out[-3000:]}{out.err[-3000:]}"
             ran.append(argv[0])
-    assert ran == ["data", "viz", "anchors", "viz", "train", "eval", "predict", "export", "predict"]
+    assert ran == ["data", "viz", "anchors", "viz", "train", "eval", "predict", "predict", "export", "predict"]
 
     runs = work / "runs"
     assert list((runs / "viz" / "exp").glob("*.png"))  # the mosaic

@@ -40,6 +40,7 @@ class Detector:
     def predict(
         self, source: Any, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
         classes: Sequence[str | int] | None = None, batch: int = 1, stream: bool = False, channels: str = "bgr",
+        slicing: Any = None,
     ) -> list[Result] | Iterator[Result]:
         """Detect objects in ``source``; one :class:`Result` per image or video frame, in order.
 
@@ -49,19 +50,55 @@ class Detector:
         (PIL images are always read as RGB). conf / iou / max_det: score threshold, NMS IoU and
         per-image cap; None keeps the checkpoint's. classes: names or 0-based ids to keep (None:
         all). batch: frames per network call. stream: return a generator (one Result at a time,
-        for videos and webcams) instead of a list.
+        for videos and webcams) instead of a list. slicing: a :class:`~retina_cli.slicing.SliceConfig`
+        (e.g. ``SliceConfig(512, overlap=0.2)``): sliced inference for small objects in large images.
         """
         validation.check_flags(conf=conf, iou=iou, max_det=max_det, batch=batch)
-        predictor = make_predictor(self._backend, conf, iou, max_det, classes)
+        predictor = _sliced(make_predictor(self._backend, conf, iou, max_det, classes), slicing)
         results = _results(predictor, open_frames(source, channels), batch)
         return results if stream else list(results)
 
     __call__ = predict
 
+    def track(
+        self, source: Any, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+        classes: Sequence[str | int] | None = None, batch: int = 1, stream: bool = False, channels: str = "bgr",
+        track_low: float = 0.1, track_new: float | None = None, track_buffer: int = 30, track_iou: float = 0.2,
+        count_lines: Sequence[Any] = (), frame_rate: float = 30.0, session: Any = None, slicing: Any = None,
+    ) -> list[Result] | Iterator[Result]:
+        """Follow objects through a video (or a sequence of images, in order): :meth:`predict`'s
+        Results with ``track_ids``, holding only the detections that are on a track (ByteTrack).
+
+        conf: the tracker's high threshold (default 0.25): detections above it start and continue
+        tracks; detections between track_low and conf only continue them. track_new: the score a
+        detection needs to start a track (default: conf). track_buffer: frames a lost track waits
+        to be found again, at 30 fps (scaled by frame_rate). track_iou: the least IoU of a match.
+        count_lines: ``"x1,y1,x2,y2"`` strings or :class:`~retina_cli.tracking.CountLine` each;
+        the counts are in ``session.summary()``. session: a :class:`~retina_cli.tracking.TrackSession`
+        to continue (e.g. frame by frame from a camera loop, or to read the counts afterwards);
+        None starts a new one from the other arguments. slicing and the other arguments as in :meth:`predict`.
+        """
+        from retina_cli.tracking import CountLine, TrackerConfig, TrackSession
+
+        validation.check_flags(conf=conf, iou=iou, max_det=max_det, batch=batch, track_low=track_low,
+                               track_new=track_new, track_buffer=track_buffer, track_iou=track_iou)
+        if session is None:
+            high = 0.25 if conf is None else conf
+            cfg = TrackerConfig(high_thresh=high, low_thresh=min(track_low, high), new_track_thresh=high if track_new is None else track_new,
+                                buffer=track_buffer, match_iou=track_iou)
+            lines = [c if isinstance(c, CountLine) else CountLine.parse(str(c)) for c in count_lines]
+            session = TrackSession(self.names, cfg, frame_rate, lines)
+        elif count_lines:
+            raise validation.ConfigError("track: give count_lines to the TrackSession you pass, not here")
+        cfg = session.tracker.cfg
+        predictor = _sliced(make_predictor(self._backend, min(cfg.low_thresh, cfg.high_thresh), iou, max_det, classes), slicing)
+        results = _tracked(predictor, open_frames(source, channels), batch, session)
+        return results if stream else list(results)
+
     def val(
         self, data: str | Path, split: str = "val", data_format: str = "auto", batch: int = 8, workers: int = 0,
         conf: float | None = None, iou: float | None = None, max_det: int | None = None,
-        project: str | Path | None = None, name: str = "", progress: Any = None,
+        project: str | Path | None = None, name: str = "", progress: Any = None, slicing: Any = None,
     ) -> Metrics:
         """COCO metrics on a dataset split (any layout ``retina data info`` reads).
 
@@ -71,7 +108,8 @@ class Detector:
         detections.json, pr_curves.png, the confusion matrix, threshold curves, the error gallery
         (errors/) and report.html into its next run folder (``name`` or exp, exp2, ...);
         None writes nothing. progress: an object with ``start(name, total)``, ``advance(n)``,
-        ``stop()`` (None: silent).
+        ``stop()`` (None: silent). slicing: a :class:`~retina_cli.slicing.SliceConfig` to evaluate
+        with sliced inference on the original images (None: the whole letterboxed image).
         """
         from retina_cli.engine.evaluation_run import evaluate_backend, write_evaluation
 
@@ -85,7 +123,7 @@ class Detector:
         absent = absent_folders(project) if project is not None else []
         run_dir = next_run_dir(Path(project), name or None) if project is not None else None
         with discard_on_failure(run_dir, made=absent) if run_dir is not None else contextlib.nullcontext():
-            ev = evaluate_backend(self._backend, str(data), split, data_format, batch, workers, post, progress)
+            ev = evaluate_backend(self._backend, str(data), split, data_format, batch, workers, post, progress, slicing)
             if run_dir is not None:
                 write_evaluation(ev, run_dir, self.path, str(data))
         return Metrics(ev.result.metrics, ev.result.per_class, split, len(ev.records), run_dir, ev.diagnosis)
@@ -106,6 +144,23 @@ class Detector:
         validation.check_flags(opset=opset, calibration_images=calibration_images)
         done = export_model(self.path, format, out, dynamic_size, opset, int8, calibration, calibration_images)
         return done.int8 or done.path
+
+
+def _sliced(predictor: Predictor, slicing: Any) -> Any:
+    """The predictor, wrapped in a SlicedPredictor when ``slicing`` (a SliceConfig) is given."""
+    if slicing is None:
+        return predictor
+    from retina_cli.slicing.predictor import SlicedPredictor
+
+    return SlicedPredictor(predictor, slicing)
+
+
+def _tracked(predictor: Predictor, frames: Iterable[Frame], batch: int, session: Any) -> Iterator[Result]:
+    # images (files, arrays) are frames of one sequence, numbered by their order; videos by their frame
+    it = iter(frames)
+    while chunk := list(islice(it, batch)):
+        for frame, res in zip(chunk, predictor.results(chunk)):
+            yield session.step(res, sequence=not frame.source.is_video)[0]
 
 
 def _results(predictor: Predictor, frames: Iterable[Frame], batch: int) -> Iterator[Result]:

@@ -11,6 +11,17 @@ def box_area(boxes: Tensor) -> Tensor:
     return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
 
 
+def pairwise_intersection(a: Tensor, b: Tensor) -> Tensor:
+    """Intersection area of every box in ``a`` ``(..., M, 4)`` with every box in ``b`` ``(..., N, 4)`` -> ``(..., M, N)``.
+
+    Leading dimensions broadcast as in :func:`pairwise_iou`; 0 for boxes that do not overlap.
+    """
+    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
+    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
 def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of every box in ``a`` ``(..., M, 4)`` with every box in ``b`` ``(..., N, 4)`` -> ``(..., M, N)``.
 
@@ -19,12 +30,21 @@ def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
     """
     area_a = box_area(a)[..., :, None]
     area_b = box_area(b)[..., None, :]
-    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
-    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
+    inter = pairwise_intersection(a, b)
     union = area_a + area_b - inter
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+
+
+def pairwise_ios(a: Tensor, b: Tensor) -> Tensor:
+    """Intersection over the smaller box's area of every box in ``a`` ``(..., M, 4)`` with every box in
+    ``b`` ``(..., N, 4)`` -> ``(..., M, N)``; 1 when one box lies inside the other.
+
+    The overlap measure of sliced inference (SAHI's "IOS"): a box cut by a tile border is mostly
+    inside the whole object's box, whatever their IoU. 0 where the smaller box has no area.
+    """
+    smaller = torch.minimum(box_area(a)[..., :, None], box_area(b)[..., None, :])
+    inter = pairwise_intersection(a, b)
+    return torch.where(smaller > 0, inter / smaller.clamp(min=1e-12), torch.zeros_like(inter))
 
 
 def clip_boxes(boxes: Tensor, height: int | Tensor, width: int | Tensor) -> Tensor:

@@ -10,6 +10,9 @@ import typer
 from rich.table import Table
 
 from retina_cli.cli.app import app, console
+from retina_cli.slicing.config import MERGE_METHODS, SliceConfig
+
+_SLICE = SliceConfig(size=640)  # the defaults of the --slice-* flags
 
 
 @app.command("eval")
@@ -29,21 +32,36 @@ def eval_cmd(
     project: str = typer.Option("runs/eval", "--project"),
     name: str = typer.Option("", "--name"),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON only."),
+    slice_size: Optional[int] = typer.Option(
+        None, "--slice", metavar="SIZE",
+        help="Sliced inference (SAHI): run SIZE x SIZE windows of each original image (and the whole image) and merge; "
+             "for small objects in large images. Leave it out for no slicing."),
+    slice_overlap: float = typer.Option(_SLICE.overlap, "--slice-overlap", help="Fraction of a window its neighbour shares, in [0, 0.9]."),
+    slice_merge: str = typer.Option(_SLICE.merge, "--slice-merge",
+                                    help="nms (IoU suppression) or nmm (merge boxes cut by window borders, by intersection over the smaller box)."),
+    slice_merge_thresh: float = typer.Option(_SLICE.merge_thresh, "--slice-merge-thresh", help="IoU (nms) or IoS (nmm) above which boxes merge."),
+    slice_full: bool = typer.Option(_SLICE.full_image, "--slice-full/--no-slice-full", help="Also run the whole image (finds objects larger than a window)."),
 ) -> None:
     """Evaluate a checkpoint: AP, AP50, AP75, AP small/medium/large, AR and per-class AP, the F1-best
     score threshold per class, a confusion matrix and error types; writes metrics.json, detections
     (COCO results JSON), PR and threshold curves, the worst images (errors/) and report.html."""
     from retina_cli import validation
 
-    validation.check_flags(batch_size=batch_size, workers=workers, conf=conf, iou=iou, max_det=max_det)
+    validation.check_flags(batch_size=batch_size, workers=workers, conf=conf, iou=iou, max_det=max_det,
+                           slice=slice_size, slice_overlap=slice_overlap, slice_merge_thresh=slice_merge_thresh)
     validation.check_device(device)
+    validation.check_choice(slice_merge, MERGE_METHODS, "--slice-merge")
+    slicing = None
+    if slice_size is not None:
+        slicing = SliceConfig(slice_size, slice_overlap, slice_full, slice_merge, slice_merge_thresh)
     from retina_cli.api.detector import load
     from retina_cli.cli.progress import RichReporter
 
     out = console()
+    progress = None if json_out else RichReporter(out, transient=True)
     res = load(checkpoint, device=device, precision=precision, winograd=winograd).val(
         data, split=split, data_format=data_format, batch=batch_size, workers=workers, conf=conf, iou=iou, max_det=max_det,
-        project=project, name=name, progress=None if json_out else RichReporter(out, transient=True),
+        project=project, name=name, progress=progress, slicing=slicing,
     )
     run_dir = res.run_dir
     if json_out:

@@ -12,6 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from retina_cli.cli.app import app, console
+from retina_cli.slicing.config import MERGE_METHODS, SliceConfig
+
+_SLICE = SliceConfig(size=640)  # the defaults of the --slice-* flags
 
 if TYPE_CHECKING:  # the engine (torch, OpenCV) loads when the command runs, not for --help
     from retina_cli.engine.predict import PredictSummary
@@ -72,12 +75,22 @@ def print_summary(summary: PredictSummary, names: tuple[str, ...], profile: bool
         for label, count in sorted(summary.per_class.items()):
             table.add_row(names[label] if label < len(names) else str(label), str(count))
         out.print(table)
+    for source, t in summary.tracks.items():
+        out.print(f"{source}: {t['tracks']} tracks over {t['frames']} frames -> {t['mot']}", highlight=False)
+        for i, line in enumerate(t.get("lines", [])):
+            table = Table(title=f"line {i + 1} ({', '.join(f'{v:g}' for v in line['line'])}): in {line['total_in']}, out {line['total_out']}")
+            table.add_column("class")
+            table.add_column("in", justify="right")
+            table.add_column("out", justify="right")
+            for name in sorted(set(line["in"]) | set(line["out"])):
+                table.add_row(name, str(line["in"].get(name, 0)), str(line["out"].get(name, 0)))
+            out.print(table)
     if profile:
         ms = summary.timer.per_frame_ms(summary.frames)
         table = Table(title="time per frame (decode, draw and encode run in their own threads, overlapping the network)")
         table.add_column("stage")
         table.add_column("ms/frame", justify="right")
-        for stage in STAGES:
+        for stage in (*STAGES, *(["track"] if "track" in ms else [])):
             table.add_row(stage, f"{ms.get(stage, 0.0):.2f}")
         table.add_row("wall clock", f"{1000.0 / summary.fps if summary.fps else 0.0:.2f}")
         out.print(table)
@@ -106,19 +119,47 @@ def predict(
     name: str = typer.Option("", "--name", help="Run folder name (default exp, exp2, ...)."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Reuse the run folder --name if it exists."),
     profile: bool = typer.Option(False, "--profile", help="Print where each frame's time goes (decode, pre-process, network, ...)."),
+    track: bool = typer.Option(False, "--track", help="Follow objects (ByteTrack): ids and trails on the video, track_id in the JSON/CSV, mot/<source>.txt (MOTChallenge). --conf is then the tracker's high threshold (default 0.25)."),
+    track_low: float = typer.Option(0.1, "--track-low", help="--track: detections from this score up to --conf only continue existing tracks (ByteTrack's second association)."),
+    track_new: Optional[float] = typer.Option(None, "--track-new", help="--track: the score a detection needs to start a new track (default: --conf)."),
+    track_buffer: int = typer.Option(30, "--track-buffer", help="--track: frames (at 30 fps; scaled by the video's) a lost track waits to be found again."),
+    track_iou: float = typer.Option(0.2, "--track-iou", help="--track: the least IoU between a track and a detection to match them."),
+    slice_size: Optional[int] = typer.Option(
+        None, "--slice", metavar="SIZE",
+        help="Sliced inference (SAHI): run SIZE x SIZE windows of each frame (and the whole frame) and merge; for small objects in large images."),
+    slice_overlap: float = typer.Option(_SLICE.overlap, "--slice-overlap", help="--slice: fraction of a window its neighbour shares, in [0, 0.9]."),
+    slice_merge: str = typer.Option(_SLICE.merge, "--slice-merge", help="--slice: nms (IoU suppression) or nmm (merge boxes cut by window borders, by intersection over the smaller box)."),
+    slice_merge_thresh: float = typer.Option(_SLICE.merge_thresh, "--slice-merge-thresh", help="--slice: IoU (nms) or IoS (nmm) above which boxes merge."),
+    slice_full: bool = typer.Option(_SLICE.full_image, "--slice-full/--no-slice-full", help="--slice: also run the whole frame (finds objects larger than a window)."),
+    count_line: Optional[List[str]] = typer.Option(None, "--count-line", help="X1,Y1,X2,Y2 in pixels (repeat for several): count tracks crossing it per class and direction ('in': from the left of the line, as drawn from X1,Y1, to its right) into counts.json; implies --track."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary: print only the paths written, one per line."),
 ) -> None:
     """Detect objects in images, folders and videos; writes annotated media, predictions.json and predictions.csv."""
     from retina_cli import validation
 
-    validation.check_flags(conf=conf, iou=iou, max_det=max_det, batch=batch, line_width=line_width)
+    validation.check_flags(conf=conf, iou=iou, max_det=max_det, batch=batch, line_width=line_width, track_low=track_low,
+                           track_new=track_new, track_buffer=track_buffer, track_iou=track_iou, slice=slice_size,
+                           slice_overlap=slice_overlap, slice_merge_thresh=slice_merge_thresh)
     validation.check_device(device)
+    slicing = None
+    if slice_size is not None:
+        validation.check_choice(slice_merge, MERGE_METHODS, "--slice-merge")
+        slicing = SliceConfig(slice_size, slice_overlap, slice_full, slice_merge, slice_merge_thresh)
+    tracker, lines = None, ()
+    if track or count_line:
+        from retina_cli.tracking import CountLine, TrackerConfig
+
+        high = 0.25 if conf is None else conf
+        tracker = TrackerConfig(high_thresh=high, low_thresh=min(track_low, high), new_track_thresh=high if track_new is None else track_new,
+                                buffer=track_buffer, match_iou=track_iou)
+        lines = tuple(CountLine.parse(text) for text in count_line or ())
     from retina_cli.engine.predict import PredictConfig, run_predict
 
     cfg = PredictConfig(
         conf=conf, iou=iou, max_det=max_det, classes=tuple(classes or ()), batch=batch, device=device, backend=backend,
         precision=precision, winograd=winograd, save_media=not no_save_media, save_txt=save_txt, line_width=line_width, codec=codec,
-        project=project, name=name, out=out, exist_ok=exist_ok, profile=profile,
+        project=project, name=name, out=out, exist_ok=exist_ok, profile=profile, tracker=tracker, count_lines=lines,
+        slicing=slicing,
     )
     err = console(stderr=True)
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -130,6 +171,8 @@ def predict(
     summary = run_predict(model, source, cfg, progress, warn)
     if is_main and quiet:
         written = [*summary.media, summary.out_dir / "predictions.json", summary.out_dir / "predictions.csv"]
+        written += [Path(t["mot"]) for t in summary.tracks.values()]
+        written += [summary.out_dir / "counts.json"] if count_line else []
         typer.echo("\n".join(map(str, written + ([summary.out_dir / "labels"] if save_txt else []))))
     elif is_main:
         print_summary(summary, summary.names, profile)

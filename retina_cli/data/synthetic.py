@@ -46,15 +46,23 @@ def draw_scene(rng: np.random.Generator, h: int, w: int, max_objects: int = 4,
             continue
         label = int(rng.integers(0, len(CLASSES)))
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        if label == 0:
-            cv2.circle(img, (x1 + s // 2, y1 + s // 2), s // 2, colour, -1, lineType=cv2.LINE_AA)
-        elif label == 1:
-            cv2.rectangle(img, (x1, y1), (x1 + s - 1, y1 + s - 1), colour, -1)
-        else:
-            pts = np.array([[x1 + s // 2, y1], [x1, y1 + s - 1], [x1 + s - 1, y1 + s - 1]], dtype=np.int32)
-            cv2.fillPoly(img, [pts], colour, lineType=cv2.LINE_AA)
+        draw_shape(img, label, box, colour)
         shapes.append(Shape(label, tuple(float(v) for v in box)))
     return img, shapes
+
+
+def draw_shape(img: np.ndarray, label: int, box: tuple[int, int, int, int], colour: tuple[int, int, int]) -> None:
+    """Draw one filled shape of class ``label`` (see :data:`CLASSES`) in the square integer xyxy
+    ``box`` (it covers pixels ``x1 .. x2 - 1``) on the ``(H, W, 3)`` uint8 image, in place."""
+    x1, y1, x2, _ = box
+    s = x2 - x1
+    if label == 0:
+        cv2.circle(img, (x1 + s // 2, y1 + s // 2), s // 2, colour, -1, lineType=cv2.LINE_AA)
+    elif label == 1:
+        cv2.rectangle(img, (x1, y1), (x1 + s - 1, y1 + s - 1), colour, -1)
+    else:
+        pts = np.array([[x1 + s // 2, y1], [x1, y1 + s - 1], [x1 + s - 1, y1 + s - 1]], dtype=np.int32)
+        cv2.fillPoly(img, [pts], colour, lineType=cv2.LINE_AA)
 
 
 def _overlap(a: tuple, b: tuple, margin: float = 4) -> bool:

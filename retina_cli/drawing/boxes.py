@@ -54,9 +54,11 @@ def draw_boxes(
     ignore: np.ndarray | None = None,
     lw: int | None = None,
     show_labels: bool = True,
+    ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw ``(n, 4)`` xyxy pixel boxes with ``(n,)`` labels (and scores) on a copy of ``(H, W, 3)``
-    uint8 RGB ``image``; ignored (difficult/crowd) boxes are drawn thin and marked "(ign)"."""
+    uint8 RGB ``image``; ignored (difficult/crowd) boxes are drawn thin and marked "(ign)".
+    ids: ``(n,)`` track ids, written first in the label ("#7 car 0.91")."""
     out = np.ascontiguousarray(image).copy()
     lw = lw or line_width(out)
     pts = np.round(np.asarray(boxes, np.float64)).astype(np.int64).reshape(-1, 4)
@@ -68,6 +70,8 @@ def draw_boxes(
         cv2.rectangle(out, (x1, y1), (x2, y2), color, max(1, lw // 2) if ign else lw, cv2.LINE_AA)
         if show_labels:
             text = names[lab] if 0 <= lab < len(names) else f"class {lab}"
+            if ids is not None:
+                text = f"#{int(ids[i])} {text}"
             if scores is not None:
                 text += f" {float(scores[i]):.2f}"
             if ign:

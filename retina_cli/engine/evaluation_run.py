@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,9 @@ import torch
 
 from retina_cli.config import PostprocessConfig
 from retina_cli.engine.detector import InferenceModel
-from retina_cli.engine.evaluate import EvalResult, evaluate_records
+from retina_cli.engine.evaluate import EvalResult, coco_evaluate, coco_ground_truth, evaluate_records, to_coco_results
 from retina_cli.errors import DataError
+from retina_cli.slicing.config import SliceConfig
 
 
 def align_classes(records: list[Any], data_classes: list[str], model_classes: tuple[str, ...], data: str) -> list[Any]:
@@ -35,12 +36,16 @@ def align_classes(records: list[Any], data_classes: list[str], model_classes: tu
 
 @dataclass
 class Evaluation:
-    """An evaluated split: the COCO result and the records it was scored on (image id ``i + 1`` is ``records[i]``)."""
+    """An evaluated split: the COCO result and the records it was scored on (image id ``i + 1`` is ``records[i]``).
+
+    slicing: the sliced-inference settings the detections were made with (None: whole images).
+    """
 
     result: EvalResult
     records: list[Any]
     class_names: tuple[str, ...]
     split: str
+    slicing: SliceConfig | None = None
 
     @cached_property
     def diagnosis(self) -> Any:
@@ -52,7 +57,7 @@ class Evaluation:
 
 def evaluate_backend(
     backend: Any, data: str, split: str = "val", data_format: str = "auto", batch_size: int = 8, workers: int = 2,
-    post_cfg: PostprocessConfig | None = None, progress: Any = None,
+    post_cfg: PostprocessConfig | None = None, progress: Any = None, slicing: SliceConfig | None = None,
 ) -> Evaluation:
     """COCO metrics of a loaded predict backend (:func:`retina_cli.engine.predict.load_backend`) on a split.
 
@@ -60,9 +65,11 @@ def evaluate_backend(
     :func:`run_evaluation`. A torch backend's prepared model runs through InferenceModel (autocast
     when its precision is bf16); an ONNX backend through OnnxDetector on the CPU side. post_cfg:
     None uses the backend's. progress: ``start(name, total)`` / ``advance(n)`` / ``stop()`` or None.
+    slicing: run sliced inference instead (:class:`~retina_cli.slicing.predictor.SlicedPredictor`
+    over each original image, ``batch_size`` windows at a time; ``workers`` is not used), scored
+    by the same COCO code.
     """
     from retina_cli.data import load_dataset
-    from retina_cli.data.loader import make_loader
 
     post_cfg = post_cfg or backend.post_cfg
     model_cfg = backend.model_cfg
@@ -70,6 +77,26 @@ def evaluate_backend(
     if split not in dataset.splits or not dataset.splits[split]:
         raise DataError(f"{data}: no images in split {split!r} (splits: {', '.join(k for k, v in dataset.splits.items() if v)})")
     records = align_classes(dataset.splits[split], dataset.class_names, model_cfg.class_names, data)
+    advance = None
+    if progress is not None:
+        progress.start(f"eval {split}", len(records))
+        advance = lambda: progress.advance(1)  # noqa: E731
+    try:
+        if slicing is None:
+            res = _evaluate_letterboxed(backend, records, post_cfg, batch_size, workers, advance)
+        else:
+            res = _evaluate_sliced(backend, records, post_cfg, slicing, batch_size, advance)
+    finally:
+        if progress is not None:
+            progress.stop()
+    return Evaluation(res, list(records), tuple(model_cfg.class_names), split, slicing)
+
+
+def _evaluate_letterboxed(backend: Any, records: list[Any], post_cfg: PostprocessConfig, batch_size: int, workers: int,
+                          advance: Any) -> EvalResult:
+    """The whole images, letterboxed by the data loader, through the backend's network in batches."""
+    from retina_cli.data.loader import make_loader
+
     if backend.name == "torch":
         infer, dev = InferenceModel(backend.model, post_cfg).eval(), backend.device
         autocast = torch.bfloat16 if backend.precision == "bf16" else None
@@ -77,16 +104,30 @@ def evaluate_backend(
         from retina_cli.export.runtime import OnnxDetector
 
         infer, dev, autocast = OnnxDetector(backend, post_cfg), torch.device("cpu"), None  # inputs go to onnxruntime from the CPU
-    loader = make_loader(records, model_cfg.img_size, batch_size, train=False, workers=workers)
-    if progress is None:
-        res = evaluate_records(infer, loader, records, model_cfg.class_names, dev, autocast)
-    else:
-        progress.start(f"eval {split}", len(records))
-        try:
-            res = evaluate_records(infer, loader, records, model_cfg.class_names, dev, autocast, progress=lambda: progress.advance(1))
-        finally:
-            progress.stop()
-    return Evaluation(res, list(records), tuple(model_cfg.class_names), split)
+    loader = make_loader(records, backend.model_cfg.img_size, batch_size, train=False, workers=workers)
+    return evaluate_records(infer, loader, records, backend.model_cfg.class_names, dev, autocast, progress=advance)
+
+
+def _evaluate_sliced(backend: Any, records: list[Any], post_cfg: PostprocessConfig, slicing: SliceConfig,
+                     batch_size: int, advance: Any) -> EvalResult:
+    """Each record's original image through a SlicedPredictor (``batch_size`` windows per network
+    call), detections in original pixels -> COCOeval as in the letterboxed path."""
+    import numpy as np
+
+    from retina_cli.data.images import read_image
+    from retina_cli.engine.predict import Predictor
+    from retina_cli.slicing.predictor import SlicedPredictor
+
+    predictor = SlicedPredictor(Predictor(backend, post_cfg), slicing, batch=batch_size)
+    results: list[dict[str, Any]] = []
+    for i, rec in enumerate(records):
+        bgr = np.ascontiguousarray(read_image(rec.path)[..., ::-1])  # read_image gives RGB; the Predictor takes BGR
+        (det,) = predictor([bgr])
+        results.extend(to_coco_results(i + 1, det.boxes, det.scores, det.labels))
+        if advance is not None:
+            advance()
+    names = backend.model_cfg.class_names
+    return coco_evaluate(coco_ground_truth(records, names), results, names)
 
 
 def write_evaluation(ev: Evaluation, run_dir: Path, model_path: str | Path, data: str) -> None:
@@ -98,9 +139,10 @@ def write_evaluation(ev: Evaluation, run_dir: Path, model_path: str | Path, data
     res = ev.result
     run_dir.mkdir(parents=True, exist_ok=True)
     diag = ev.diagnosis
-    header = {"checkpoint": str(model_path), "data": str(data), "split": ev.split, "images": len(ev.records)}
+    header: dict[str, Any] = {"checkpoint": str(model_path), "data": str(data), "split": ev.split, "images": len(ev.records)}
+    sliced = {"slicing": asdict(ev.slicing)} if ev.slicing is not None else {}
     (run_dir / "metrics.json").write_text(json.dumps(
-        {**header, "metrics": res.metrics, "per_class": res.per_class,
+        {**header, **sliced, "metrics": res.metrics, "per_class": res.per_class,
          "suggested_conf": diag.conf, "best_thresholds": diag.curves.best,
          "errors": {"conf": diag.conf, "iou": diag.errors.iou, **diag.errors.errors}}, indent=2))
     detections = [{**r, "file_name": str(ev.records[r["image_id"] - 1].path)} for r in res.detections]
@@ -115,6 +157,8 @@ def write_evaluation(ev: Evaluation, run_dir: Path, model_path: str | Path, data
         except ImportError:
             pr_png = None
     files = write_diagnosis(diag, ev.records, run_dir)
+    if ev.slicing is not None:
+        header["slicing"] = ev.slicing.describe()
     write_eval_report(run_dir, header, res.metrics, res.per_class, diag, files, pr_png)
 
 
@@ -122,12 +166,25 @@ def run_evaluation(
     checkpoint: Path, data: str, split: str = "val", data_format: str = "auto", batch_size: int = 8, workers: int = 2,
     conf: float | None = None, iou: float | None = None, max_det: int | None = None, device: str = "auto",
     precision: str = "fp32", project: str = "runs/eval", name: str = "", progress: Any = None,
-    winograd: bool = True,
+    winograd: bool = True, slicing: SliceConfig | None = None,
 ) -> tuple[EvalResult, Path]:
     """Load ``checkpoint`` (.pt or .onnx), :func:`evaluate_backend`, write into the next run folder of
     ``project`` (created and checked writable first: ConfigError before any work; removed again
     when the run then fails with a RetinaError). progress: as in evaluate_backend
-    (``retina_cli.cli.progress.RichReporter`` in the CLI)."""
+    (``retina_cli.cli.progress.RichReporter`` in the CLI). slicing: sliced inference, as in
+    evaluate_backend (metrics.json then records the settings)."""
+    ev, run_dir = evaluate_into_run(checkpoint, data, split, data_format, batch_size, workers, conf, iou, max_det, device,
+                                    precision, project, name, progress, winograd, slicing)
+    return ev.result, run_dir
+
+
+def evaluate_into_run(
+    checkpoint: Path, data: str, split: str = "val", data_format: str = "auto", batch_size: int = 8, workers: int = 2,
+    conf: float | None = None, iou: float | None = None, max_det: int | None = None, device: str = "auto",
+    precision: str = "fp32", project: str = "runs/eval", name: str = "", progress: Any = None,
+    winograd: bool = True, slicing: SliceConfig | None = None,
+) -> tuple[Evaluation, Path]:
+    """:func:`run_evaluation` returning the whole :class:`Evaluation` (with its diagnosis) and the run folder."""
     from retina_cli.engine.runs import absent_folders, discard_on_failure, next_run_dir
     from retina_cli.engine.predict import load_backend, override_postprocess
 
@@ -137,6 +194,6 @@ def run_evaluation(
     with discard_on_failure(run_dir, made=absent):
         backend = load_backend(checkpoint, "auto", device, precision, winograd=winograd)
         post_cfg = override_postprocess(backend.post_cfg, conf, iou, max_det)
-        ev = evaluate_backend(backend, data, split, data_format, batch_size, workers, post_cfg, progress)
+        ev = evaluate_backend(backend, data, split, data_format, batch_size, workers, post_cfg, progress, slicing)
         write_evaluation(ev, run_dir, checkpoint, data)
-    return ev.result, run_dir
+    return ev, run_dir

@@ -11,6 +11,11 @@ One inference path for the CLI and the Python API (:mod:`retina_cli.api`): both 
 :class:`~retina_cli.engine.results.Result` objects from :meth:`Predictor.results`; ``predictions.json``,
 the CSV, the txt labels and the annotated media are written from those Results.
 
+With tracking (``PredictConfig.tracker``) each video, and the image files taken as one sequence, gets
+a :class:`~retina_cli.tracking.session.TrackSession` in the predicting thread: the Results carry
+track ids, the video shows trails and count lines, and ``mot/<source>.txt`` (MOTChallenge) and
+``counts.json`` are written next to the JSON.
+
 Under torchrun (WORLD_SIZE > 1) each rank takes every ``world``-th source, writes its rows to a
 part file, and rank 0 merges them into ``predictions.json`` / ``predictions.csv``.
 """
@@ -69,6 +74,9 @@ class PredictConfig:
     out: str = ""
     exist_ok: bool = False
     profile: bool = False
+    tracker: Any = None  # a retina_cli.tracking.TrackerConfig: track objects (None: detect only)
+    count_lines: tuple = ()  # retina_cli.tracking.CountLine each: count tracks crossing them (needs tracker)
+    slicing: Any = None  # a retina_cli.slicing.SliceConfig: sliced inference (None: whole frames)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -79,6 +87,8 @@ class PredictConfig:
             raise ConfigError(f"--batch must be at least 1, got {self.batch}")
         if self.codec not in writers.CODECS:
             raise ConfigError(f"--codec {self.codec!r}: expected one of {', '.join(writers.CODECS)}")
+        if self.count_lines and self.tracker is None:
+            raise ConfigError("--count-line counts tracks: add --track")
 
 
 class Backend(Protocol):
@@ -260,6 +270,7 @@ class PredictSummary:
     media: list[Path] = field(default_factory=list)
     timer: StageTimer = field(default_factory=StageTimer)
     interrupted: bool = False
+    tracks: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> TrackSession.summary()
 
     @property
     def fps(self) -> float:
@@ -281,13 +292,18 @@ class _Job:
         self.rows: list[dict[str, Any]] = []
         self.taken: set[str] = set()
         self.labels_dir = out_dir / "labels"
+        self.sessions: list[tuple[str, Any]] = []  # (source name, TrackSession) in order
+        self.taken_mot: set[str] = set()
+        if cfg.tracker is not None:
+            summary.timer.seconds.setdefault("track", 0.0)
         if cfg.save_txt:
             self.labels_dir.mkdir(parents=True, exist_ok=True)
 
-    def record(self, frames: list[Frame], results: list[Result]) -> None:
-        for frame, res in zip(frames, results):
+    def record(self, frames: list[Frame], items: list[tuple[Result, Any]]) -> None:
+        for frame, (res, _) in zip(frames, items):
             src = frame.source
-            self.rows.extend(writers.detection_rows(src.index, src.spec, res.frame, res.boxes, res.scores, res.class_ids, res.names))
+            self.rows.extend(writers.detection_rows(src.index, src.spec, res.frame, res.boxes, res.scores, res.class_ids,
+                                                    res.names, res.track_ids))
             self.summary.per_class.update(res.class_ids.tolist())
             if self.cfg.save_txt:
                 stem = src.stem if not src.is_video else f"{src.stem}_{res.frame}"
@@ -295,15 +311,43 @@ class _Job:
                 writers.write_yolo_txt(self.labels_dir / f"{stem}.txt", res.boxes, res.class_ids, w, h)
         self.summary.frames += len(frames)
 
-    def draw(self, frame: Frame, res: Result) -> np.ndarray:
-        """The frame with its boxes, ``(H, W, 3)`` uint8 BGR (a copy)."""
+    def draw(self, frame: Frame, item: tuple[Result, Any]) -> np.ndarray:
+        """The frame with its boxes (and the tracking overlay), ``(H, W, 3)`` uint8 BGR (a copy)."""
+        res, overlay = item
         with self.summary.timer("draw"):
-            return res.plot(line_width=self.cfg.line_width or None)
+            image = res.plot(line_width=self.cfg.line_width or None)
+            if overlay is not None:
+                from retina_cli.drawing.tracks import draw_count_lines, draw_trails
+
+                draw_trails(image, overlay.trails, self.cfg.line_width or None)
+                draw_count_lines(image, overlay.lines, self.cfg.line_width or None)
+            return image
+
+    def session(self, name: str, frame_rate: float) -> Any:
+        """A TrackSession for one source (None without tracking); its summary and MOT file are written at the end."""
+        if self.cfg.tracker is None:
+            return None
+        from retina_cli.tracking.session import TrackSession
+
+        session = TrackSession(self.names, self.cfg.tracker, frame_rate, self.cfg.count_lines)
+        self.sessions.append((name, session))
+        return session
+
+    def predict_fn(self, predictor: Predictor, session: Any, sequence: bool = False) -> Callable[[list[Frame]], list[tuple[Result, Any]]]:
+        """frames -> (Result, Overlay or None) per frame; tracking runs here, in the predicting thread, in order."""
+        if session is None:
+            return lambda frames: [(r, None) for r in predictor.results(frames)]
+
+        def predict(frames: list[Frame]) -> list[tuple[Result, Any]]:
+            with self.summary.timer("track"):
+                return [session.step(r, sequence) for r in predictor.results(frames)]
+
+        return predict
 
 
 def _predict_images(sources: list[Source], predictor: Predictor, job: _Job, progress: Progress, warn: Callable[[str], None]) -> None:
-    def sink(frame: Frame, res: Result) -> None:
-        image = job.draw(frame, res)
+    def sink(frame: Frame, item: tuple[Result, Any]) -> None:
+        image = job.draw(frame, item)
         path = writers.unique_path(job.out_dir, Path(frame.source.spec).name, job.taken)
         with job.summary.timer("encode"):
             writers.write_image(path, image)
@@ -315,8 +359,10 @@ def _predict_images(sources: list[Source], predictor: Predictor, job: _Job, prog
         progress.advance(1)
 
     progress.start("images", len(sources))
+    # tracked, the image files are one sequence in name order (a MOTChallenge img1/ folder, say)
+    session = job.session(Path(sources[0].spec).parent.name or "images", 30.0)
     run_pipeline(
-        iter_images(sources, skipped), predictor.results,
+        iter_images(sources, skipped), job.predict_fn(predictor, session, sequence=True),
         sink if job.cfg.save_media else (lambda f, r: None), job.cfg.batch, job.summary.timer,
         on_batch=lambda frames, results: (job.record(frames, results), progress.advance(len(frames))),
     )
@@ -331,15 +377,16 @@ def _predict_video(source: Source, predictor: Predictor, job: _Job, progress: Pr
         video_writer = writers.VideoWriter(path, info.fps, info.width, info.height, job.cfg.codec)
         job.summary.media.append(path)
 
-    def sink(frame: Frame, res: Result) -> None:
-        image = job.draw(frame, res)
+    def sink(frame: Frame, item: tuple[Result, Any]) -> None:
+        image = job.draw(frame, item)
         with job.summary.timer("encode"):
             video_writer.write(image)
 
+    session = job.session(source.stem, info.fps)
     progress.start(Path(source.spec).name if source.kind == "video" else source.spec, info.frames)
     try:
         run_pipeline(
-            reader, predictor.results,
+            reader, job.predict_fn(predictor, session),
             sink if video_writer is not None else (lambda f, r: None), job.cfg.batch, job.summary.timer,
             on_batch=lambda frames, results: (job.record(frames, results), progress.advance(len(frames))),
         )
@@ -384,13 +431,21 @@ def _predict(model_path: str | Path, sources: list[Source], cfg: PredictConfig, 
         warn = lambda msg: None  # noqa: E731
     backend = load_backend(model_path, cfg.backend, cfg.device, cfg.precision, info.local_rank, cfg.winograd)
     timer = StageTimer()
-    predictor = make_predictor(backend, cfg.conf, cfg.iou, cfg.max_det, cfg.classes, timer)
+    # tracked, the detector keeps everything down to the tracker's low threshold (ByteTrack's second association)
+    conf = cfg.conf if cfg.tracker is None else min(cfg.tracker.low_thresh, cfg.tracker.high_thresh)
+    predictor = make_predictor(backend, conf, cfg.iou, cfg.max_det, cfg.classes, timer)
+    if cfg.slicing is not None:
+        from retina_cli.slicing.predictor import SlicedPredictor
+
+        predictor = SlicedPredictor(predictor, cfg.slicing)
     summary = PredictSummary(out_dir, predictor.names, timer=timer)
     job = _Job(cfg, predictor.names, out_dir, summary)
     mine = sources[info.rank :: info.world_size]
     t0 = time.perf_counter()
     try:
         images = [s for s in mine if not s.is_video]
+        if cfg.tracker is not None:  # tracked, the image files are one sequence: one rank takes all of them
+            images = [s for s in sources if not s.is_video] if info.is_main else []
         if images:
             _predict_images(images, predictor, job, progress, warn)
         for src in (s for s in mine if s.is_video):
@@ -418,16 +473,18 @@ def _out_dir(cfg: PredictConfig) -> tuple[Path, bool, list[Path]]:
 
 
 def _write_results(job: _Job, info: Any, summary: PredictSummary) -> None:
-    """Single process: write the files. torchrun: part file per rank, rank 0 merges after a barrier."""
+    """Single process: write the files. torchrun: part file per rank, rank 0 merges after a barrier
+    (each rank writes the MOT files of its own sources)."""
     from retina_cli.engine import distributed as dist
 
     out = job.out_dir
+    tracks = _write_mot(job)
     if not info.enabled:
         rows = writers.sort_rows(job.rows)
     else:
         part = out / f".part-rank{info.rank}.json"
         part.write_text(json.dumps({"rows": job.rows, "frames": summary.frames, "seconds": summary.seconds,
-                                    "bad_frames": summary.bad_frames, "timer": summary.timer.seconds}))
+                                    "bad_frames": summary.bad_frames, "timer": summary.timer.seconds, "tracks": tracks}))
         dist.barrier()
         if not info.is_main:
             return
@@ -441,7 +498,28 @@ def _write_results(job: _Job, info: Any, summary: PredictSummary) -> None:
         summary.timer = StageTimer()
         for d in data:
             summary.timer.merge(d["timer"])
+        tracks = [t for d in data for t in d["tracks"]]
         for p in parts:
             p.unlink()
     writers.write_json(rows, out / "predictions.json")
-    writers.write_csv(rows, out / "predictions.csv")
+    writers.write_csv(rows, out / "predictions.csv", tracked=job.cfg.tracker is not None)
+    summary.tracks = {t["source"]: t for t in tracks}
+    if job.cfg.count_lines and tracks:
+        (out / "counts.json").write_text(json.dumps(tracks, indent=2))
+
+
+def _write_mot(job: _Job) -> list[dict[str, Any]]:
+    """mot/<source>.txt per tracked source of this process (MOTChallenge: frame,id,x,y,w,h,conf,-1,-1,-1)
+    -> ``{"source", "mot", **TrackSession.summary()}`` per source."""
+    if not job.sessions:
+        return []
+    from retina_cli.tracking.mot import write_mot
+
+    mot_dir = job.out_dir / "mot"
+    mot_dir.mkdir(exist_ok=True)
+    out = []
+    for name, session in job.sessions:
+        path = writers.unique_path(mot_dir, f"{name}.txt", job.taken_mot)
+        write_mot(path, session.mot)
+        out.append({"source": name, "mot": str(path), **session.summary()})
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -54,11 +55,16 @@ class Source:
 
 @dataclass
 class Frame:
-    """A decoded picture: ``image`` ``(H, W, 3)`` uint8 BGR, ``index`` its frame number (0 for images)."""
+    """A decoded picture: ``image`` ``(H, W, 3)`` uint8 BGR, ``index`` its frame number (0 for images).
+
+    captured: when it was decoded, or captured where the source knows (``time.perf_counter()``
+    seconds); None when unknown. The pipeline measures each frame's lag from it.
+    """
 
     source: Source
     index: int
     image: np.ndarray
+    captured: float | None = None
 
 
 def _kind_of(path: Path) -> str | None:
@@ -144,6 +150,9 @@ class VideoReader:
         self.cap = cv2.VideoCapture(target)
         if not self.cap.isOpened():
             raise SourceError(f"{source.spec}: cannot open this video or stream (missing, damaged or an unsupported codec)")
+        if source.kind == "stream":
+            # a driver's queue of old frames is lag; backends that do not support it (FFmpeg) return False
+            self.cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         w, h = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -157,7 +166,7 @@ class VideoReader:
                 ok, image = self.cap.read()
                 if ok and image is not None:
                     misses = 0
-                    yield Frame(self.source, index, image)
+                    yield Frame(self.source, index, image, time.perf_counter())
                     index += 1
                     continue
                 misses += 1

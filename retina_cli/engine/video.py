@@ -9,16 +9,25 @@ One thread per stage and FIFO queues keep frames in their input order. The netwo
 caller's thread, so Ctrl-C (KeyboardInterrupt) lands there: the reader is told to stop, the writer
 finishes the frames already predicted and its ``close`` runs, so the video on disk is playable and
 holds every frame that was done. Then the interrupt goes on up.
+
+Live sources (webcams, streams) get ``latest=True``: the reader never waits for the network, it
+keeps decoding as fast as the source delivers and leaves only the newest frame for the predictor;
+frames the predictor did not take are dropped (counted in :class:`PipelineStats`). The output then
+follows the source at the model's pace instead of falling further behind with every frame.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import queue
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
 
 from retina_cli.engine.sources import Frame
 
@@ -48,6 +57,31 @@ class StageTimer:
         return {k: 1000.0 * v / max(frames, 1) for k, v in self.seconds.items()}
 
 
+@dataclass
+class PipelineStats:
+    """What one run did with its frames, filled in while it runs.
+
+    read: frames the reader decoded; predicted: frames through ``predict``; dropped: frames a newer
+    one replaced before the predictor took them (latest mode only). At a normal end
+    ``read == predicted + dropped``; a run stopped early may leave a few read but neither.
+    lags: seconds from each frame's ``captured`` time to the end of its ``sink`` (draw + encode),
+    in output order. The clock starts at decode: what waited before it (in a socket, in FFmpeg)
+    is not seen, so a source that buffers lags more than this says.
+    """
+
+    read: int = 0
+    predicted: int = 0
+    dropped: int = 0
+    lags: list[float] = field(default_factory=list)
+
+    def lag_ms(self) -> dict[str, float]:
+        """-> ``{"median", "p95", "max"}`` of ``lags`` in milliseconds (NaN when no frame came out)."""
+        if not self.lags:
+            return dict.fromkeys(("median", "p95", "max"), math.nan)
+        ms = 1000.0 * np.asarray(self.lags)
+        return {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95)), "max": float(ms.max())}
+
+
 class _Failure:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
@@ -64,23 +98,74 @@ def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
     return False
 
 
-def _read(frames: Iterable[Frame], q: queue.Queue, stop: threading.Event, timer: StageTimer) -> None:
+class _Fifo:
+    """Every frame, in order: the reader waits while the predictor is ``size`` frames behind."""
+
+    def __init__(self, size: int, stop: threading.Event) -> None:
+        self.q: queue.Queue = queue.Queue(maxsize=size)
+        self.stop = stop
+
+    def put(self, item: Any) -> bool:
+        return _put(self.q, item, self.stop)
+
+    def get(self) -> Any:
+        return self.q.get()
+
+
+class _Newest:
+    """Only the newest frame: the reader never waits; a frame not taken before the next one arrives
+    is dropped. The end marker (or a failure) comes after the last frame, which is never dropped."""
+
+    def __init__(self, stats: PipelineStats) -> None:
+        self.cond = threading.Condition()
+        self.frame: Frame | None = None
+        self.final: Any = None  # _END or a _Failure
+        self.stats = stats
+
+    def put(self, item: Any) -> bool:
+        with self.cond:
+            if isinstance(item, Frame):
+                if self.frame is not None:
+                    self.stats.dropped += 1
+                self.frame = item
+            else:
+                self.final = item
+            self.cond.notify()
+        return True
+
+    def get(self) -> Any:
+        with self.cond:
+            while self.frame is None and self.final is None:
+                self.cond.wait(timeout=0.1)  # a timeout keeps the wait interruptible everywhere
+            if self.frame is None:
+                return self.final
+            frame, self.frame = self.frame, None
+            return frame
+
+
+def _read(frames: Iterable[Frame], hand: _Fifo | _Newest, stop: threading.Event, timer: StageTimer,
+          stats: PipelineStats | None) -> None:
     it = iter(frames)
     try:
         while not stop.is_set():
             with timer("decode"):
                 frame = next(it, _END)
-            if not _put(q, frame, stop) or frame is _END:
+            if stats is not None and frame is not _END:
+                stats.read += 1
+                if frame.captured is None:  # a source that does not stamp its frames: decoded now
+                    frame = dataclasses.replace(frame, captured=time.perf_counter())
+            if not hand.put(frame) or frame is _END:
                 return
     except BaseException as exc:  # handed to the main thread, which raises it
-        _put(q, _Failure(exc), stop)
+        hand.put(_Failure(exc))
     finally:
         close = getattr(frames, "close", None) or getattr(it, "close", None)
         if close is not None and stop.is_set():
             close()
 
 
-def _write(q: queue.Queue, sink: Callable[[Frame, Any], None], errors: list[BaseException]) -> None:
+def _write(q: queue.Queue, sink: Callable[[Frame, Any], None], errors: list[BaseException],
+           stats: PipelineStats | None) -> None:
     # drains the queue to the end marker even after a failure, so the main thread never blocks on put
     while True:
         item = q.get()
@@ -91,6 +176,9 @@ def _write(q: queue.Queue, sink: Callable[[Frame, Any], None], errors: list[Base
                 sink(*item)
             except BaseException as exc:
                 errors.append(exc)
+                continue
+            if stats is not None and item[0].captured is not None:
+                stats.lags.append(time.perf_counter() - item[0].captured)
 
 
 def run_pipeline(
@@ -101,6 +189,8 @@ def run_pipeline(
     timer: StageTimer,
     on_batch: Callable[[list[Frame], list[Any]], None] | None = None,
     queue_size: int = 8,
+    latest: bool = False,
+    stats: PipelineStats | None = None,
 ) -> int:
     """Run ``predict`` on batches of ``frames`` and ``sink(frame, result)`` every frame, in order.
 
@@ -109,13 +199,24 @@ def run_pipeline(
     (it times its own draw / encode). on_batch: called in the calling thread after each batch
     (results rows, progress). Returns the number of frames predicted. Exceptions from any thread
     are raised here; ``sink`` is not called again after it raised.
+
+    latest: for live sources. The reader decodes as fast as the source delivers and the predictor
+    takes only the newest frame; older ones are dropped. Each batch is that one frame, whatever
+    ``batch_size`` says: a batch of frames waiting for each other is stale before it starts. The
+    write queue holds one frame, so a slow ``sink`` slows the predictor (more frames are dropped)
+    instead of building a backlog. Frames still come out in order. On a video file it would decode
+    at full speed and drop most frames: give files ``latest=False``, which keeps every frame.
+    stats: filled in with the frames read / predicted / dropped and each frame's lag.
     """
     stop = threading.Event()
-    read_q: queue.Queue = queue.Queue(maxsize=queue_size)
-    write_q: queue.Queue = queue.Queue(maxsize=queue_size)
+    if latest and stats is None:
+        stats = PipelineStats()  # _Newest counts its drops somewhere, read or not
+    hand: _Fifo | _Newest = _Newest(stats) if latest else _Fifo(queue_size, stop)
+    take = 1 if latest else batch_size
+    write_q: queue.Queue = queue.Queue(maxsize=1 if latest else queue_size)
     write_errors: list[BaseException] = []
-    reader = threading.Thread(target=_read, args=(frames, read_q, stop, timer), name="retina-decode", daemon=True)
-    writer = threading.Thread(target=_write, args=(write_q, sink, write_errors), name="retina-encode", daemon=True)
+    reader = threading.Thread(target=_read, args=(frames, hand, stop, timer, stats), name="retina-decode", daemon=True)
+    writer = threading.Thread(target=_write, args=(write_q, sink, write_errors, stats), name="retina-encode", daemon=True)
     reader.start()
     writer.start()
     done = 0
@@ -123,8 +224,8 @@ def run_pipeline(
         ended = False
         while not ended:
             batch: list[Frame] = []
-            while len(batch) < batch_size:
-                item = read_q.get()
+            while len(batch) < take:
+                item = hand.get()
                 if item is _END:
                     ended = True
                     break
@@ -137,6 +238,8 @@ def run_pipeline(
             for frame, result in zip(batch, results):
                 write_q.put((frame, result))
             done += len(batch)
+            if stats is not None:
+                stats.predicted += len(batch)
             if on_batch is not None:
                 on_batch(batch, results)
             if write_errors:

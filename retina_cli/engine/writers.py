@@ -4,6 +4,7 @@ Rows are COCO results (``bbox`` = ``[x, y, w, h]`` original pixels) plus ``file_
 and ``category_name``. ``image_id`` is the source's position in the run's source list (all frames
 of a video share it; ``frame`` tells them apart) and ``category_id`` is the 0-based class id.
 The CSV holds the same detections as ``source,frame,x1,y1,x2,y2,score,class_id,class_name``.
+Tracked runs (``--track``) add ``track_id`` to every JSON row and as the CSV's last column.
 """
 
 from __future__ import annotations
@@ -30,15 +31,20 @@ def class_name(names: Sequence[str], label: int) -> str:
 
 def detection_rows(
     image_id: int, file_name: str, frame: int, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
-    names: Sequence[str],
+    names: Sequence[str], track_ids: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """One frame's detections -> COCO result dicts. boxes ``(D, 4)`` xyxy original pixels, scores ``(D,)``, labels ``(D,)``."""
+    """One frame's detections -> COCO result dicts. boxes ``(D, 4)`` xyxy original pixels, scores ``(D,)``,
+    labels ``(D,)``; track_ids ``(D,)`` adds a ``track_id`` to each row."""
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64).round(4).tolist()
-    return [
+    rows = [
         {"image_id": image_id, "file_name": file_name, "frame": frame, "category_id": int(lab),
          "category_name": class_name(names, int(lab)), "bbox": b, "score": round(float(s), 5)}
         for b, s, lab in zip(xywh, scores.tolist(), labels.tolist())
     ]
+    if track_ids is not None:
+        for row, t in zip(rows, track_ids.tolist()):
+            row["track_id"] = int(t)
+    return rows
 
 
 def sort_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -50,14 +56,16 @@ def write_json(rows: list[dict[str, Any]], path: Path) -> None:
     path.write_text(json.dumps(rows))
 
 
-def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+def write_csv(rows: list[dict[str, Any]], path: Path, tracked: bool = False) -> None:
+    """The rows as CSV (:data:`CSV_HEADER`, plus a ``track_id`` column when ``tracked``)."""
     # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was read from
     with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         out = csv.writer(f)
-        out.writerow(CSV_HEADER)
+        out.writerow(CSV_HEADER + (("track_id",) if tracked else ()))
         for r in rows:
             x, y, w, h = r["bbox"]
-            out.writerow((r["file_name"], r["frame"], x, y, round(x + w, 4), round(y + h, 4), r["score"], r["category_id"], r["category_name"]))
+            out.writerow((r["file_name"], r["frame"], x, y, round(x + w, 4), round(y + h, 4), r["score"], r["category_id"], r["category_name"])
+                         + ((r["track_id"],) if tracked else ()))
 
 
 def write_yolo_txt(path: Path, boxes: np.ndarray, labels: np.ndarray, width: int, height: int) -> None:

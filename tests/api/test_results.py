@@ -71,3 +71,28 @@ def test_to_supervision_without_the_package_says_how_to_install(monkeypatch):
     with pytest.raises(MissingExtraError, match=r"pip install 'retina-cli\[supervision\]'") as info:
         sample().to_supervision()
     assert isinstance(info.value, RetinaError)
+
+
+def test_track_ids_round_trip_select_and_label():
+    res = sample(np.zeros((48, 64, 3), np.uint8)).with_tracks(np.array([7, 3]))
+    assert res.track_ids.dtype == np.int64 and res.track_ids.tolist() == [7, 3]
+    d = res.to_dict()
+    assert [x["track_id"] for x in d["detections"]] == [7, 3]
+    back = Result.from_dict(d)
+    assert back.track_ids.tolist() == [7, 3]
+    assert Result.from_dict(sample().to_dict()).track_ids is None and "track_id" not in sample().to_dict()["detections"][0]
+    one = res.select(np.array([1]))
+    assert one.track_ids.tolist() == [3] and one.labels == ("cat",) and one.image is res.image
+    assert res.select(np.array([True, False])).track_ids.tolist() == [7]
+    with pytest.raises(ValueError, match="track_ids"):
+        sample().with_tracks(np.array([1, 2, 3]))
+    # the id is written before the class: "#7 bird 0.88" is wider than "bird 0.88", so more pixels change
+    plain, tracked = sample(np.zeros((48, 64, 3), np.uint8)).plot(line_width=1), res.plot(line_width=1)
+    assert (tracked != 0).any(axis=2).sum() > (plain != 0).any(axis=2).sum()
+
+
+def test_to_supervision_carries_the_track_ids():
+    pytest.importorskip("supervision")
+    det = sample().with_tracks(np.array([7, 3])).to_supervision()
+    assert det.tracker_id.tolist() == [7, 3]
+    assert sample().to_supervision().tracker_id is None

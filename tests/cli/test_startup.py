@@ -75,4 +75,4 @@ def test_completion_imports_no_heavy_modules():
 def test_option_completion_imports_no_heavy_modules():
     env = {"_RETINA_COMPLETE": "complete_bash", "COMP_WORDS": "retina predict --co", "COMP_CWORD": "2"}
     code, out, heavy = run_cli(env=env)
-    assert (code, sorted(out.split()), heavy) == (0, ["--codec", "--conf"], [])
+    assert (code, sorted(out.split()), heavy) == (0, ["--codec", "--conf", "--count-line"], [])

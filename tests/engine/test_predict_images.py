@@ -157,3 +157,20 @@ def test_non_utf8_and_spaced_names_predict_and_unreadable_video_name_is_an_error
     video.write_bytes(b"\x00" * 64)
     with pytest.raises(SourceError, match="not valid UTF-8"):
         run_predict(ckpt, str(video), PredictConfig(out=str(tmp_path / "v"), device="cpu"))
+
+
+def test_tracked_rows_and_csv_have_a_track_id_column(tmp_path):
+    import csv as _csv
+
+    from retina_cli.engine import writers
+
+    boxes = np.array([[1, 2, 11, 22], [5, 5, 6, 7]], np.float32)
+    rows = writers.detection_rows(0, "v.mp4", 4, boxes, np.array([0.9, 0.5]), np.array([1, 0]), ("a", "b"), np.array([12, 5]))
+    assert [r["track_id"] for r in rows] == [12, 5] and rows[0]["bbox"] == [1.0, 2.0, 10.0, 20.0]
+    writers.write_csv(rows, tmp_path / "t.csv", tracked=True)
+    table = list(_csv.reader((tmp_path / "t.csv").open()))
+    assert table[0][-1] == "track_id" and table[1][-1] == "12" and table[2][-1] == "5"
+    untracked = writers.detection_rows(0, "v.mp4", 4, boxes, np.array([0.9, 0.5]), np.array([1, 0]), ("a", "b"))
+    assert "track_id" not in untracked[0]
+    writers.write_csv(untracked, tmp_path / "u.csv")
+    assert list(_csv.reader((tmp_path / "u.csv").open()))[0] == list(writers.CSV_HEADER)
