@@ -83,15 +83,12 @@ class Detector:
         validation.check_flags(conf=conf, iou=iou, max_det=max_det, batch=batch, track_low=track_low,
                                track_new=track_new, track_buffer=track_buffer, track_iou=track_iou)
         if session is None:
-            high = 0.25 if conf is None else conf
-            cfg = TrackerConfig(high_thresh=high, low_thresh=min(track_low, high), new_track_thresh=high if track_new is None else track_new,
-                                buffer=track_buffer, match_iou=track_iou)
+            cfg = TrackerConfig.from_flags(conf, track_low, track_new, track_buffer, track_iou)
             lines = [c if isinstance(c, CountLine) else CountLine.parse(str(c)) for c in count_lines]
             session = TrackSession(self.names, cfg, frame_rate, lines)
         elif count_lines:
             raise validation.ConfigError("track: give count_lines to the TrackSession you pass, not here")
-        cfg = session.tracker.cfg
-        predictor = _sliced(make_predictor(self._backend, min(cfg.low_thresh, cfg.high_thresh), iou, max_det, classes), slicing)
+        predictor = _sliced(make_predictor(self._backend, session.tracker.cfg.low_thresh, iou, max_det, classes), slicing)
         results = _tracked(predictor, open_frames(source, channels), batch, session)
         return results if stream else list(results)
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from retina_cli.cli.app import app, console
-from retina_cli.slicing.config import MERGE_METHODS, SliceConfig
+from retina_cli.slicing.config import SliceConfig
 
 _SLICE = SliceConfig(size=640)  # the defaults of the --slice-* flags
 
@@ -143,15 +143,12 @@ def predict(
     validation.check_device(device)
     slicing = None
     if slice_size is not None:
-        validation.check_choice(slice_merge, MERGE_METHODS, "--slice-merge")
         slicing = SliceConfig(slice_size, slice_overlap, slice_full, slice_merge, slice_merge_thresh)
     tracker, lines = None, ()
     if track or count_line:
         from retina_cli.tracking import CountLine, TrackerConfig
 
-        high = 0.25 if conf is None else conf
-        tracker = TrackerConfig(high_thresh=high, low_thresh=min(track_low, high), new_track_thresh=high if track_new is None else track_new,
-                                buffer=track_buffer, match_iou=track_iou)
+        tracker = TrackerConfig.from_flags(conf, track_low, track_new, track_buffer, track_iou)
         lines = tuple(CountLine.parse(text) for text in count_line or ())
     from retina_cli.engine.predict import PredictConfig, run_predict
 

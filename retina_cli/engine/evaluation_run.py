@@ -173,18 +173,6 @@ def run_evaluation(
     when the run then fails with a RetinaError). progress: as in evaluate_backend
     (``retina_cli.cli.progress.RichReporter`` in the CLI). slicing: sliced inference, as in
     evaluate_backend (metrics.json then records the settings)."""
-    ev, run_dir = evaluate_into_run(checkpoint, data, split, data_format, batch_size, workers, conf, iou, max_det, device,
-                                    precision, project, name, progress, winograd, slicing)
-    return ev.result, run_dir
-
-
-def evaluate_into_run(
-    checkpoint: Path, data: str, split: str = "val", data_format: str = "auto", batch_size: int = 8, workers: int = 2,
-    conf: float | None = None, iou: float | None = None, max_det: int | None = None, device: str = "auto",
-    precision: str = "fp32", project: str = "runs/eval", name: str = "", progress: Any = None,
-    winograd: bool = True, slicing: SliceConfig | None = None,
-) -> tuple[Evaluation, Path]:
-    """:func:`run_evaluation` returning the whole :class:`Evaluation` (with its diagnosis) and the run folder."""
     from retina_cli.engine.runs import absent_folders, discard_on_failure, next_run_dir
     from retina_cli.engine.predict import load_backend, override_postprocess
 
@@ -196,4 +184,4 @@ def evaluate_into_run(
         post_cfg = override_postprocess(backend.post_cfg, conf, iou, max_det)
         ev = evaluate_backend(backend, data, split, data_format, batch_size, workers, post_cfg, progress, slicing)
         write_evaluation(ev, run_dir, checkpoint, data)
-    return ev, run_dir
+    return ev.result, run_dir

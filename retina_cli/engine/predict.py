@@ -432,7 +432,7 @@ def _predict(model_path: str | Path, sources: list[Source], cfg: PredictConfig, 
     backend = load_backend(model_path, cfg.backend, cfg.device, cfg.precision, info.local_rank, cfg.winograd)
     timer = StageTimer()
     # tracked, the detector keeps everything down to the tracker's low threshold (ByteTrack's second association)
-    conf = cfg.conf if cfg.tracker is None else min(cfg.tracker.low_thresh, cfg.tracker.high_thresh)
+    conf = cfg.conf if cfg.tracker is None else cfg.tracker.low_thresh
     predictor = make_predictor(backend, conf, cfg.iou, cfg.max_det, cfg.classes, timer)
     if cfg.slicing is not None:
         from retina_cli.slicing.predictor import SlicedPredictor

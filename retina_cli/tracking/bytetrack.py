@@ -86,6 +86,15 @@ class TrackerConfig:
     fuse_score: bool = True  # first association cost uses IoU * detection score (ByteTrack's default off MOT20)
     per_class: bool = True  # a detection only matches a track of its class
 
+    @classmethod
+    def from_flags(cls, conf: float | None = None, track_low: float = 0.1, track_new: float | None = None,
+                   track_buffer: int = 30, track_iou: float = 0.2) -> "TrackerConfig":
+        """``retina predict --track``'s flags (and ``Detector.track``'s arguments) -> the config: ``--conf``
+        is the high threshold (None: 0.25), ``--track-low`` is capped at it, ``--track-new`` defaults to it."""
+        high = cls.high_thresh if conf is None else conf
+        return cls(high_thresh=high, low_thresh=min(track_low, high), new_track_thresh=high if track_new is None else track_new,
+                   buffer=track_buffer, match_iou=track_iou)
+
     def __post_init__(self) -> None:
         for name in ("high_thresh", "low_thresh", "new_track_thresh", "match_iou"):
             v = getattr(self, name)

@@ -46,7 +46,7 @@ class TrackSession:
         self.tracker = ByteTracker(cfg, frame_rate)
         self.counter = LineCounter(list(lines), self.names) if lines else None
         self.trail = trail
-        self.forget_after = max(1, int(round(cfg.buffer * frame_rate / 30.0))) + 1
+        self.forget_after = max(1, self.tracker.max_time_lost) + 1
         self._trails: dict[int, deque] = {}
         self._seen: dict[int, int] = {}
         self.steps = 0

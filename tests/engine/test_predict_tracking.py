@@ -96,3 +96,10 @@ def test_predict_slice_cli_equals_the_api(tmp_path):
     assert len(rows) == len(api) > 0 and len(api) <= 30
     assert np.allclose([r["bbox"][0] for r in rows], api.boxes[:, 0], atol=1e-3)
     assert not (len(plain) == len(api) and np.allclose(plain.boxes, api.boxes))  # the windows changed what was found
+
+
+def test_tracker_config_from_the_flags():
+    assert TrackerConfig.from_flags() == TrackerConfig()
+    cfg = TrackerConfig.from_flags(conf=0.5, track_low=0.7, track_buffer=12, track_iou=0.3)
+    assert (cfg.high_thresh, cfg.low_thresh, cfg.new_track_thresh, cfg.buffer, cfg.match_iou) == (0.5, 0.5, 0.5, 12, 0.3)
+    assert TrackerConfig.from_flags(conf=0.4, track_new=0.6).new_track_thresh == 0.6
