@@ -40,7 +40,7 @@ class Detector:
     def predict(
         self, source: Any, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
         classes: Sequence[str | int] | None = None, batch: int = 1, stream: bool = False, channels: str = "bgr",
-        slicing: Any = None,
+        slicing: Any = None, all_frames: bool = False,
     ) -> list[Result] | Iterator[Result]:
         """Detect objects in ``source``; one :class:`Result` per image or video frame, in order.
 
@@ -52,10 +52,13 @@ class Detector:
         all). batch: frames per network call. stream: return a generator (one Result at a time,
         for videos and webcams) instead of a list. slicing: a :class:`~retina_cli.slicing.SliceConfig`
         (e.g. ``SliceConfig(512, overlap=0.2)``): sliced inference for small objects in large images.
+        all_frames: a webcam or stream URL gives the newest frame at each step of the generator
+        (frames that came meanwhile are dropped, so a slow loop never lags the camera); True
+        queues every frame instead. Files always give every frame.
         """
         validation.check_flags(conf=conf, iou=iou, max_det=max_det, batch=batch)
         predictor = _sliced(make_predictor(self._backend, conf, iou, max_det, classes), slicing)
-        results = _results(predictor, open_frames(source, channels), batch)
+        results = _results(predictor, open_frames(source, channels, all_frames), batch)
         return results if stream else list(results)
 
     __call__ = predict
@@ -65,6 +68,7 @@ class Detector:
         classes: Sequence[str | int] | None = None, batch: int = 1, stream: bool = False, channels: str = "bgr",
         track_low: float = 0.1, track_new: float | None = None, track_buffer: int = 30, track_iou: float = 0.2,
         count_lines: Sequence[Any] = (), frame_rate: float = 30.0, session: Any = None, slicing: Any = None,
+        all_frames: bool = False,
     ) -> list[Result] | Iterator[Result]:
         """Follow objects through a video (or a sequence of images, in order): :meth:`predict`'s
         Results with ``track_ids``, holding only the detections that are on a track (ByteTrack).
@@ -76,7 +80,7 @@ class Detector:
         count_lines: ``"x1,y1,x2,y2"`` strings or :class:`~retina_cli.tracking.CountLine` each;
         the counts are in ``session.summary()``. session: a :class:`~retina_cli.tracking.TrackSession`
         to continue (e.g. frame by frame from a camera loop, or to read the counts afterwards);
-        None starts a new one from the other arguments. slicing and the other arguments as in :meth:`predict`.
+        None starts a new one from the other arguments. slicing, all_frames and the other arguments as in :meth:`predict`.
         """
         from retina_cli.tracking import CountLine, TrackerConfig, TrackSession
 
@@ -89,7 +93,7 @@ class Detector:
         elif count_lines:
             raise validation.ConfigError("track: give count_lines to the TrackSession you pass, not here")
         predictor = _sliced(make_predictor(self._backend, session.tracker.cfg.low_thresh, iou, max_det, classes), slicing)
-        results = _tracked(predictor, open_frames(source, channels), batch, session)
+        results = _tracked(predictor, open_frames(source, channels, all_frames), batch, session)
         return results if stream else list(results)
 
     def val(

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from retina_cli.engine.video import newest_frames
 from retina_cli.engine.sources import Frame, Source, SourceError, VideoReader, iter_images, read_image_bgr, resolve_sources
 
 CHANNELS = ("bgr", "rgb")
@@ -47,15 +48,15 @@ class _Item:
         self.frames = frames
 
 
-def _resolve(item: Any, channels: str, index: int) -> list[_Item]:
+def _resolve(item: Any, channels: str, index: int, all_frames: bool) -> list[_Item]:
     if isinstance(item, bool):  # bool is an int: not a webcam
         raise SourceError(f"source {item!r} (bool): expected a path, webcam index, numpy array, PIL image or a list of them")
     if isinstance(item, int):
-        return [_video(Source("stream", str(item), index))]
+        return [_video(Source("stream", str(item), index), all_frames)]
     if isinstance(item, (str, Path)):
         sources = [Source(s.kind, s.spec, index + s.index) for s in resolve_sources(str(item))]
         single = len(sources) == 1
-        return [_video(s) if s.is_video else _image_file(s, strict=single) for s in sources]
+        return [_video(s, all_frames) if s.is_video else _image_file(s, strict=single) for s in sources]
     if isinstance(item, np.ndarray):
         image = _array_bgr(item, channels, f"source #{index} (numpy array)")
         return [_Item(lambda: iter([Frame(Source("array", "", index), 0, image)]))]
@@ -69,7 +70,9 @@ def _resolve(item: Any, channels: str, index: int) -> list[_Item]:
     )
 
 
-def _video(source: Source) -> _Item:
+def _video(source: Source, all_frames: bool) -> _Item:
+    if source.kind == "stream" and not all_frames:  # live: the newest frame at each pull, never a backlog
+        return _Item(lambda: newest_frames(VideoReader(source)))
     return _Item(lambda: iter(VideoReader(source)))
 
 
@@ -80,15 +83,17 @@ def _image_file(source: Source, strict: bool) -> _Item:
     return _Item(lambda: iter_images([source], lambda msg: warnings.warn(msg, RuntimeWarning, stacklevel=4)))
 
 
-def open_frames(source: Any, channels: str = "bgr") -> Iterator[Frame]:
+def open_frames(source: Any, channels: str = "bgr", all_frames: bool = False) -> Iterator[Frame]:
     """``source`` (see the module docstring) -> its frames in order: list items in list order, a
-    folder's files sorted, a video's frames in order. Type and path errors raise here, at once;
+    folder's files sorted, a video's frames in order. A webcam or stream URL gives the newest frame
+    at each pull (older ones are dropped; :func:`~retina_cli.engine.video.newest_frames`) unless
+    ``all_frames``. Type and path errors raise here, at once;
     a video that cannot be opened raises when its turn comes."""
     if channels not in CHANNELS:
         raise SourceError(f"channels {channels!r}: expected 'bgr' (OpenCV arrays) or 'rgb'")
     items: list[_Item] = []
     for item in source if isinstance(source, (list, tuple)) else [source]:
-        items.extend(_resolve(item, channels, len(items)))
+        items.extend(_resolve(item, channels, len(items), all_frames))
     if not items:
         raise SourceError("source: an empty list, nothing to predict on")
     return (frame for item in items for frame in item.frames())

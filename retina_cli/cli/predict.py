@@ -85,6 +85,13 @@ def print_summary(summary: PredictSummary, names: tuple[str, ...], profile: bool
             for name in sorted(set(line["in"]) | set(line["out"])):
                 table.add_row(name, str(line["in"].get(name, 0)), str(line["out"].get(name, 0)))
             out.print(table)
+    for source, live in summary.live.items():
+        lag = live["lag_ms"]
+        kept = (f"kept the newest frame, dropped {live['dropped']} of {live['read']} to keep up"
+                if live["mode"] == "latest" else f"all {live['read']} frames queued (--all-frames)")
+        behind = ("output behind the source" if live["mode"] == "latest" else "output behind decode (the backlog before decode not included)")
+        out.print(f"{source}: live, {kept}; {behind}: median {lag['median']:.0f} ms, p95 {lag['p95']:.0f} ms, max {lag['max']:.0f} ms",
+                  highlight=False, soft_wrap=True)
     if profile:
         ms = summary.timer.per_frame_ms(summary.frames)
         table = Table(title="time per frame (decode, draw and encode run in their own threads, overlapping the network)")
@@ -132,6 +139,7 @@ def predict(
     slice_merge_thresh: float = typer.Option(_SLICE.merge_thresh, "--slice-merge-thresh", help="--slice: IoU (nms) or IoS (nmm) above which boxes merge."),
     slice_full: bool = typer.Option(_SLICE.full_image, "--slice-full/--no-slice-full", help="--slice: also run the whole frame (finds objects larger than a window)."),
     count_line: Optional[List[str]] = typer.Option(None, "--count-line", help="X1,Y1,X2,Y2 in pixels (repeat for several): count tracks crossing it per class and direction ('in': from the left of the line, as drawn from X1,Y1, to its right) into counts.json; implies --track."),
+    all_frames: bool = typer.Option(False, "--all-frames", help="Webcams and stream URLs: predict every frame, queued (the output falls behind a source faster than the model), instead of always the newest one."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary: print only the paths written, one per line."),
 ) -> None:
     """Detect objects in images, folders and videos; writes annotated media, predictions.json and predictions.csv."""
@@ -156,7 +164,7 @@ def predict(
         conf=conf, iou=iou, max_det=max_det, classes=tuple(classes or ()), batch=batch, device=device, backend=backend,
         precision=precision, winograd=winograd, save_media=not no_save_media, save_txt=save_txt, line_width=line_width, codec=codec,
         project=project, name=name, out=out, exist_ok=exist_ok, profile=profile, tracker=tracker, count_lines=lines,
-        slicing=slicing,
+        slicing=slicing, all_frames=all_frames,
     )
     err = console(stderr=True)
     is_main = int(os.environ.get("RANK", "0")) == 0

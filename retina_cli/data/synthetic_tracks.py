@@ -16,13 +16,14 @@ import numpy as np
 from retina_cli.data.synthetic import CLASSES, _background, draw_shape
 
 PILLAR_COLOUR = (128, 128, 128)
-MIN_VISIBLE = 0.5  # the ground truth leaves out objects less visible than this
+MIN_VISIBLE = 0.5  # objects less visible than this are in the ground truth with consider = 0 (ignored)
 
 
 @dataclass(frozen=True)
 class TrackingClip:
     """video: the mp4; gt_path: its ``gt.txt``; gt: ``(N, 9)`` float64 MOT rows ``frame (1-based),
-    id, x, y, w, h, 1, class (0-based, ``names[k]``), visibility``, as in the file; names: class
+    id, x, y, w, h, consider, class (0-based, ``names[k]``), visibility``, as in the file (consider 0:
+    less than MIN_VISIBLE of the object shows; scorers ignore it, neither a miss nor a false positive); names: class
     names; frames, size ``(H, W)``, fps: of the video; pillar: ``(x1, x2)`` columns of the occluder."""
 
     video: Path
@@ -81,14 +82,14 @@ def make_tracking_clip(path: Path, frames: int = 120, size: tuple[int, int] = (2
             img[:, pillar[0]:pillar[1]] = PILLAR_COLOUR
             writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
             vis = np.round(_visibility(boxes, pillar, h, w), 3)
-            for i in np.flatnonzero(vis >= MIN_VISIBLE):
-                rows.append([f + 1, i + 1, *corner[i], side[i], side[i], 1, labels[i], vis[i]])
+            for i in np.flatnonzero(vis > 0):  # a wholly hidden object is in no row
+                rows.append([f + 1, i + 1, *corner[i], side[i], side[i], int(vis[i] >= MIN_VISIBLE), labels[i], vis[i]])
             pos, vel = _step(pos, vel, room)
     finally:
         writer.release()
     gt = np.array(rows, dtype=np.float64).reshape(-1, 9)
     gt_path = path.parent / "gt.txt"
-    gt_path.write_text("".join(f"{int(r[0])},{int(r[1])},{int(r[2])},{int(r[3])},{int(r[4])},{int(r[5])},1,"
+    gt_path.write_text("".join(f"{int(r[0])},{int(r[1])},{int(r[2])},{int(r[3])},{int(r[4])},{int(r[5])},{int(r[6])},"
                                f"{int(r[7])},{r[8]:.3f}\n" for r in gt))
     return TrackingClip(path, gt_path, gt, CLASSES, frames, (h, w), fps, pillar)
 
@@ -109,7 +110,7 @@ def simulate_detections(gt: np.ndarray, rng: np.random.Generator, drop: float = 
                         classes: int = len(CLASSES)) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """What a detector might see of the ground truth ``gt`` (MOT rows ``(N, 9)`` as in TrackingClip).
 
-    Each true box is missed with probability ``drop``, else moved by ``jitter`` px (normal std) per
+    Each considered true box (consider != 0) is missed with probability ``drop``, else moved by ``jitter`` px (normal std) per
     side, scored uniformly in ``score_range``, or in ``low_range`` (below ByteTrack's high
     threshold) with probability ``low_fraction`` and always when its visibility is below
     ``occluded_below``, as a partly hidden object often scores. About ``false_positives`` per true box
@@ -118,6 +119,7 @@ def simulate_detections(gt: np.ndarray, rng: np.random.Generator, drop: float = 
     int64)`` per frame, frames 1..``frames`` (default: the last frame of gt).
     """
     frames = int(gt[:, 0].max()) if frames is None else frames
+    gt = gt[gt[:, 6] != 0]  # objects under MIN_VISIBLE are not detected
     gt = gt[rng.random(len(gt)) >= drop]
     xyxy = np.concatenate((gt[:, 2:4], gt[:, 2:4] + gt[:, 4:6]), axis=1) + rng.normal(0, jitter, size=(len(gt), 4))
     scores = rng.uniform(*score_range, size=len(gt))

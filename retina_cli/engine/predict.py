@@ -41,7 +41,7 @@ from retina_cli.engine import writers
 from retina_cli.engine.reporting import SilentReporter
 from retina_cli.engine.runs import absent_folders, discard_on_failure, next_run_dir, output_dir
 from retina_cli.engine.sources import Frame, Source, SourceError, VideoReader, iter_images, resolve_sources
-from retina_cli.engine.video import StageTimer, run_pipeline
+from retina_cli.engine.video import CapturePacer, PipelineStats, StageTimer, run_pipeline
 from retina_cli.errors import ConfigError
 from retina_cli.postprocess import Candidates, select_detections
 
@@ -77,6 +77,7 @@ class PredictConfig:
     tracker: Any = None  # a retina_cli.tracking.TrackerConfig: track objects (None: detect only)
     count_lines: tuple = ()  # retina_cli.tracking.CountLine each: count tracks crossing them (needs tracker)
     slicing: Any = None  # a retina_cli.slicing.SliceConfig: sliced inference (None: whole frames)
+    all_frames: bool = False  # live streams too keep every frame (queued: the output falls behind)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -271,6 +272,7 @@ class PredictSummary:
     timer: StageTimer = field(default_factory=StageTimer)
     interrupted: bool = False
     tracks: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> TrackSession.summary()
+    live: dict[str, dict[str, Any]] = field(default_factory=dict)  # stream -> live_summary()
 
     @property
     def fps(self) -> float:
@@ -368,19 +370,42 @@ def _predict_images(sources: list[Source], predictor: Predictor, job: _Job, prog
     )
 
 
+def live_summary(stats: PipelineStats, all_frames: bool) -> dict[str, Any]:
+    """A stream's frame counts and lag -> the ``live`` entry of the summary (and of the torchrun part file).
+
+    lag_ms: from each frame's decode to its output being written (median / p95 / max). In latest
+    mode the reader never waits, so decode follows the source and this is how far the output is
+    behind it (plus the network's and the camera's own delay). With ``all_frames`` the backlog
+    waits before decode, in the socket and FFmpeg, where this clock does not see it.
+    """
+    return {"mode": "all-frames" if all_frames else "latest", "read": stats.read, "predicted": stats.predicted,
+            "dropped": stats.dropped, "lag_ms": stats.lag_ms()}
+
+
 def _predict_video(source: Source, predictor: Predictor, job: _Job, progress: Progress) -> None:
     reader = VideoReader(source)
     info = reader.info
+    # a live source keeps only the newest frame (the output follows it); a file keeps every frame
+    latest = source.kind == "stream" and not job.cfg.all_frames
+    stats = PipelineStats() if source.kind == "stream" else None
     video_writer = None
     if job.cfg.save_media:
         path = writers.unique_path(job.out_dir, f"{source.stem}.mp4", job.taken)
         video_writer = writers.VideoWriter(path, info.fps, info.width, info.height, job.cfg.codec)
         job.summary.media.append(path)
+    # the kept frames of a live source are written on its clock: a dropped frame's slot repeats the frame before
+    pacer = CapturePacer(info.fps) if latest else None
+    held: list[np.ndarray] = []
 
     def sink(frame: Frame, item: tuple[Result, Any]) -> None:
         image = job.draw(frame, item)
         with job.summary.timer("encode"):
-            video_writer.write(image)
+            if pacer is None:
+                video_writer.write(image)
+                return
+            for _ in range(pacer.repeats(frame.captured)):  # 0 on the first frame
+                video_writer.write(held[0])
+            held[:] = [image]
 
     session = job.session(source.stem, info.fps)
     progress.start(Path(source.spec).name if source.kind == "video" else source.spec, info.frames)
@@ -389,11 +414,17 @@ def _predict_video(source: Source, predictor: Predictor, job: _Job, progress: Pr
             reader, job.predict_fn(predictor, session),
             sink if video_writer is not None else (lambda f, r: None), job.cfg.batch, job.summary.timer,
             on_batch=lambda frames, results: (job.record(frames, results), progress.advance(len(frames))),
+            latest=latest, stats=stats,
         )
     finally:
         if video_writer is not None:
+            if held:
+                for _ in range(pacer.close()):
+                    video_writer.write(held[0])
             video_writer.close()
         job.summary.bad_frames += reader.bad_frames
+        if stats is not None:
+            job.summary.live[source.spec] = live_summary(stats, job.cfg.all_frames)
 
 
 def run_predict(
@@ -484,7 +515,8 @@ def _write_results(job: _Job, info: Any, summary: PredictSummary) -> None:
     else:
         part = out / f".part-rank{info.rank}.json"
         part.write_text(json.dumps({"rows": job.rows, "frames": summary.frames, "seconds": summary.seconds,
-                                    "bad_frames": summary.bad_frames, "timer": summary.timer.seconds, "tracks": tracks}))
+                                    "bad_frames": summary.bad_frames, "timer": summary.timer.seconds, "tracks": tracks,
+                                    "live": summary.live}))
         dist.barrier()
         if not info.is_main:
             return
@@ -499,6 +531,7 @@ def _write_results(job: _Job, info: Any, summary: PredictSummary) -> None:
         for d in data:
             summary.timer.merge(d["timer"])
         tracks = [t for d in data for t in d["tracks"]]
+        summary.live = {k: v for d in data for k, v in d["live"].items()}
         for p in parts:
             p.unlink()
     writers.write_json(rows, out / "predictions.json")

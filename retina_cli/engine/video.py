@@ -14,6 +14,8 @@ Live sources (webcams, streams) get ``latest=True``: the reader never waits for 
 keeps decoding as fast as the source delivers and leaves only the newest frame for the predictor;
 frames the predictor did not take are dropped (counted in :class:`PipelineStats`). The output then
 follows the source at the model's pace instead of falling further behind with every frame.
+:func:`newest_frames` gives the same to a caller that pulls frames itself (the Python API), and
+:class:`CapturePacer` keeps a video written from such frames on the source's clock.
 """
 
 from __future__ import annotations
@@ -252,3 +254,60 @@ def run_pipeline(
     if write_errors:
         raise write_errors[0]
     return done
+
+
+def newest_frames(frames: Iterable[Frame], stats: PipelineStats | None = None) -> Iterator[Frame]:
+    """``frames`` of a live source, decoded in a thread; each ``next`` returns the newest frame
+    decoded since the previous one and drops the older ones (counted in ``stats.dropped``).
+
+    For a caller that pulls frames at its own pace (``for r in detector.predict(0, stream=True)``):
+    the source is read as fast as it delivers, so what the caller gets is never older than its own
+    processing time. Closing the generator (or dropping it) stops and joins the reader thread.
+    Exceptions of the reader are raised here.
+    """
+    stats = stats if stats is not None else PipelineStats()
+    stop = threading.Event()
+    hand = _Newest(stats)
+    reader = threading.Thread(target=_read, args=(frames, hand, stop, StageTimer(), stats), name="retina-decode", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = hand.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            stats.predicted += 1
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=5.0)
+
+
+class CapturePacer:
+    """How many times to write each frame so that a video of a live source's kept frames plays on
+    the source's clock: frame ``k`` of the output video shows the newest frame captured by
+    ``k / fps`` seconds after the first one (a dropped frame's slot holds the frame before it).
+
+    ``repeats(captured)`` for each kept frame in order -> how many times to write the *previous*
+    kept frame now (0 for the first call); ``close()`` -> the last frame's count (1, or 0 when none
+    came). Every kept frame is written at least once, so frames that come faster than ``fps`` make
+    the video run longer than the source did.
+    """
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self.t0: float | None = None
+        self.written = 0  # output frames so far, the held one not included
+
+    def repeats(self, captured: float) -> int:
+        if self.t0 is None:
+            self.t0 = captured
+            return 0
+        slot = int(round((captured - self.t0) * self.fps))
+        n = max(1, slot - self.written)
+        self.written += n
+        return n
+
+    def close(self) -> int:
+        return 0 if self.t0 is None else 1

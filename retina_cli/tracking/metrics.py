@@ -27,9 +27,35 @@ def _by_frame(rows: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     frames, starts = np.unique(rows[:, 0].astype(np.int64), return_index=True)
     out = {}
     for f, part in zip(frames.tolist(), np.split(rows, starts[1:])):
-        xyxy = np.concatenate((part[:, 2:4], part[:, 2:4] + part[:, 4:6]), axis=1)
-        out[f] = (part[:, 1].astype(np.int64), xyxy)
+        out[f] = (part[:, 1].astype(np.int64), _xyxy(part))
     return out
+
+
+def _xyxy(rows: np.ndarray) -> np.ndarray:
+    """MOT rows ``(N, >=6)`` -> their boxes ``(N, 4)`` xyxy."""
+    return np.concatenate((rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]), axis=1)
+
+
+def _drop_ignored(gt: np.ndarray, ignored: np.ndarray, pred: np.ndarray, iou: float) -> np.ndarray:
+    """MOT rows gt ``(G, 6)`` with ``ignored`` ``(G,)`` bool, pred ``(P, 6)`` -> pred without the rows
+    that their frame's maximum-IoU one-to-one matching to all gt boxes (IoU >= ``iou``) pairs with
+    an ignored box."""
+    if not ignored.any() or not len(pred):
+        return pred
+    from scipy.optimize import linear_sum_assignment
+
+    keep = np.ones(len(pred), bool)
+    gf, pf = gt[:, 0].astype(np.int64), pred[:, 0].astype(np.int64)
+    for f in np.unique(gf[ignored]).tolist():  # only the frames with an ignore region
+        gi, pi = np.flatnonzero(gf == f), np.flatnonzero(pf == f)
+        if not len(pi):
+            continue
+        overlap = pairwise_iou_np(_xyxy(gt[gi]), _xyxy(pred[pi]))  # (g, p)
+        overlap[overlap < iou] = 0.0
+        r, c = linear_sum_assignment(overlap, maximize=True)
+        on_ignored = (overlap[r, c] > 0) & ignored[gi[r]]
+        keep[pi[c[on_ignored]]] = False
+    return pred[keep]
 
 
 def mot_metrics(gt: np.ndarray, pred: np.ndarray, iou: float = 0.5) -> dict[str, Any]:
@@ -37,9 +63,11 @@ def mot_metrics(gt: np.ndarray, pred: np.ndarray, iou: float = 0.5) -> dict[str,
 
     gt, pred: MOT rows ``(N, >=6)`` (frame, id, x, y, w, h, ...), e.g. from
     :func:`~retina_cli.tracking.mot.read_mot`; gt rows whose 7th column (MOTChallenge's "consider")
-    is 0 are left out. iou: the least IoU of a true match. Returns floats ``mota``, ``motp`` (mean
-    IoU of the matches, as MOTChallenge reports it), ``idf1``, ``idp``, ``idr``, ``precision``,
-    ``recall`` and ints ``id_switches``, ``fragmentations``, ``false_positives``, ``misses``,
+    is 0 are ignore regions, as TrackEval treats them: a prediction that the frame's one-to-one
+    matching (IoU >= ``iou``, over all gt boxes) pairs with such a box is removed before scoring,
+    so following a barely visible object is neither rewarded nor counted as a false positive.
+    iou: the least IoU of a true match. Returns floats ``mota``, ``motp`` (mean IoU of the
+    matches, as MOTChallenge reports it), ``idf1``, ``idp``, ``idr``, ``precision``, ``recall`` and ints ``id_switches``, ``fragmentations``, ``false_positives``, ``misses``,
     ``mostly_tracked``, ``partially_tracked``, ``mostly_lost``, ``num_frames``, ``num_objects`` (gt
     boxes), ``num_predictions``, ``num_gt_tracks``.
     """
@@ -49,9 +77,9 @@ def mot_metrics(gt: np.ndarray, pred: np.ndarray, iou: float = 0.5) -> dict[str,
         raise MissingExtraError("mot_metrics needs py-motmetrics: pip install 'retina-cli[track-eval]'") from None
     gt = np.asarray(gt, dtype=np.float64).reshape(len(gt), -1)
     pred = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)
-    if gt.shape[1] >= 7:
-        gt = gt[gt[:, 6] != 0]
-    g, p = _by_frame(gt[:, :6]), _by_frame(pred[:, :6])
+    ignored = gt[:, 6] == 0 if gt.shape[1] >= 7 else np.zeros(len(gt), bool)
+    pred = _drop_ignored(gt[:, :6], ignored, pred[:, :6], iou)
+    g, p = _by_frame(gt[~ignored, :6]), _by_frame(pred)
     empty = (np.zeros(0, np.int64), np.zeros((0, 4)))
     acc = mm.MOTAccumulator(auto_id=False)
     for f in sorted(set(g) | set(p)):  # one accumulator step per frame, as motmetrics works

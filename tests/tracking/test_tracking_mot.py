@@ -70,3 +70,16 @@ def test_without_motmetrics_the_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "motmetrics", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'retina-cli\[track-eval\]'"):
         mot_metrics(GT, GT)
+
+
+def test_a_prediction_on_an_ignored_box_is_neither_hit_nor_false_positive():
+    # the 4 considered gt boxes followed exactly, one prediction on the ignored box (frame 2, at
+    # 200,200) and one on nothing: only the last is a false positive
+    pred = np.concatenate((GT[:4, :7], [[2, 9, 201, 200, 10, 10, 0.9], [3, 8, 120, 120, 10, 10, 0.9]]))
+    m = mot_metrics(GT, pred)
+    assert (m["false_positives"], m["misses"], m["num_predictions"], m["num_objects"]) == (1, 0, 5, 4)
+    assert m["mota"] == 0.75
+    # a prediction the matching gives to a considered box stays, even if it also overlaps the ignored one
+    both = np.array([[2, 1, 1, 0, 10, 10, 1, 0, 1], [2, 2, 3, 0, 10, 10, 0, 0, 1]], dtype=np.float64)
+    m = mot_metrics(both, np.array([[2, 4, 1, 0, 10, 10, 0.9]]))
+    assert (m["mota"], m["false_positives"], m["num_predictions"]) == (1.0, 0, 1)
