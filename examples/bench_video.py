@@ -1,8 +1,9 @@
-"""Frames/s of `retina predict` on a generated 640x480 video, PyTorch and onnxruntime, per stage.
+"""Frames/s of `retina predict` on a generated 640x480 video, PyTorch, onnxruntime and OpenVINO, per stage.
 
     python examples/bench_video.py --frames 60 --backbones tf_efficientnet_lite0,resnet50
+    python examples/bench_video.py --checkpoint runs/train/exp/best.pt --backends torch,onnxruntime,openvino
 
-Random weights (timing only), image size 640, the full pipeline (decode, letterbox, network,
+Random weights (timing only), image size 640 (or a given ``--checkpoint``), the full pipeline (decode, letterbox, network,
 NMS, drawing, mp4v encoding) as `retina predict` runs it. Prints one line per (backbone, backend)
 with the mean frames/s and the milliseconds per frame of each stage; decode, draw and encode run
 in their own threads and overlap the network, so the stages add up to more than the wall clock.
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--img-size", type=int, default=640)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    ap.add_argument("--checkpoint", default="", help="time this checkpoint instead of random-weight backbones")
+    ap.add_argument("--fixed-size", action="store_true", help="export the square img_size only (no rectangular input)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,17 +56,24 @@ def main(argv: list[str] | None = None) -> None:
     video = make_video(work / "bench.mp4", args.frames)
     print(f"video {video} 640x480, {args.frames} frames; img_size {args.img_size}; torch threads {torch.get_num_threads()}")
     print(f"{'backbone':24s} {'backend':12s} {'fps':>6s} " + " ".join(f"{s:>11s}" for s in STAGES))
-    for backbone in args.backbones.split(","):
-        torch.manual_seed(0)
-        model = RetinaNet(ModelConfig(num_classes=20, backbone=backbone, img_size=args.img_size)).eval()
-        ckpt = work / f"{backbone}.pt"
-        save_checkpoint(ckpt, model)
+    checkpoints = {}
+    if args.checkpoint:
+        checkpoints[Path(args.checkpoint).stem] = Path(args.checkpoint)
+    else:
+        for backbone in args.backbones.split(","):
+            torch.manual_seed(0)
+            model = RetinaNet(ModelConfig(num_classes=20, backbone=backbone, img_size=args.img_size)).eval()
+            checkpoints[backbone] = work / f"{backbone}.pt"
+            save_checkpoint(checkpoints[backbone], model)
+    for backbone, ckpt in checkpoints.items():
         for backend in args.backends.split(","):
             model_path = ckpt
-            if backend == "onnxruntime":
-                from retina_cli.export.onnx import export_onnx
+            if backend in ("onnxruntime", "openvino"):
+                from retina_cli.export.formats import export_model
 
-                model_path = export_onnx(ckpt)
+                fmt = "onnx" if backend == "onnxruntime" else backend
+                model_path = export_model(ckpt, fmt, work / f"{backbone}{'.onnx' if backend == 'onnxruntime' else '.xml'}",
+                                          dynamic_size=not args.fixed_size).path
             cfg = PredictConfig(out=str(work / f"{backbone}-{backend}"), device="cpu", batch=args.batch)
             summary = run_predict(model_path, str(video), cfg)
             ms = summary.timer.per_frame_ms(summary.frames)

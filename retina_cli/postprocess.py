@@ -53,7 +53,8 @@ def topk_candidates(
     all_scores, all_labels, all_boxes = [], [], []
     for logits, deltas, level_anchors in zip(cls_logits, box_deltas, anchors):
         flat = logits.reshape(n, -1)  # (N, R_l * K)
-        k = min(topk, flat.shape[1])
+        # traced for ONNX, k is a graph value: a dynamic-size graph then works at any input size
+        k = torch.clamp(torch.as_tensor(flat.shape[1]), max=topk) if torch.jit.is_tracing() else min(topk, flat.shape[1])
         # top-k on logits: sigmoid is monotonic, so only the k survivors pay for it
         top_logits, top_idx = flat.topk(k, dim=1)  # (N, k)
         anchor_idx = top_idx // num_classes

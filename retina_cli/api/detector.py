@@ -24,7 +24,7 @@ from retina_cli import validation
 
 class Detector:
     """A loaded model. names: class names, ``names[k]`` is class id ``k``. path: the file it was
-    loaded from. backend: "torch" or "onnxruntime". img_size: the square network input side.
+    loaded from. backend: "torch", "onnxruntime" or "openvino". img_size: the long side of the network input.
     Build it with :func:`load`."""
 
     def __init__(self, backend: Backend, path: Path) -> None:
@@ -130,13 +130,14 @@ class Detector:
         return Metrics(ev.result.metrics, ev.result.per_class, split, len(ev.records), run_dir, ev.diagnosis)
 
     def export(
-        self, format: str = "onnx", out: str | Path | None = None, dynamic_size: bool = False, opset: int | None = None,
+        self, format: str = "onnx", out: str | Path | None = None, dynamic_size: bool = True, opset: int | None = None,
         int8: bool = False, calibration: str | Path | None = None, calibration_images: int = 32,
     ) -> Path:
         """Export the checkpoint (a Detector loaded from .pt) -> the written file's path.
 
-        format: "onnx". out: default the checkpoint's path with .onnx. dynamic_size: height and
-        width dynamic too. opset: None for the default (17). int8: also quantise, calibrated on
+        format: "onnx" or "openvino" (IR .xml + .bin). out: default the checkpoint's path with
+        .onnx / .xml. dynamic_size: height and width dynamic (rectangular inputs in predict and
+        eval); False fixes the square img_size. opset: None for the default (17). int8 (onnx): also quantise, calibrated on
         ``calibration_images`` training images of the dataset ``calibration``; then the int8
         model's path is returned (the fp32 one is written next to it).
         """
@@ -173,12 +174,12 @@ def _results(predictor: Predictor, frames: Iterable[Frame], batch: int) -> Itera
 
 
 def load(path: str | Path, device: str = "auto", backend: str = "auto", precision: str = "fp32", winograd: bool = True) -> Detector:
-    """A checkpoint (.pt, from ``retina train`` or ``retina convert``) or an exported model (.onnx)
-    -> :class:`Detector`.
+    """A checkpoint (.pt, from ``retina train`` or ``retina convert``) or an exported model (.onnx,
+    or OpenVINO .xml) -> :class:`Detector`.
 
     device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". backend: "auto" (.onnx ->
-    onnxruntime, else torch), "torch" or "onnxruntime". precision: "fp32" or "bf16" (torch
-    backend, autocast). winograd: on CPU in fp32, wide 3x3 convolutions as Winograd F(4x4, 3x3).
+    onnxruntime, .xml -> openvino, else torch), "torch", "onnxruntime" or "openvino". precision:
+    "fp32" or "bf16" (torch backend: autocast; openvino: its CPU plugin's bf16). winograd: on CPU in fp32, wide 3x3 convolutions as Winograd F(4x4, 3x3).
     """
     validation.check_device(device)
     path = Path(path)

@@ -17,7 +17,7 @@ from retina_cli.bench.timing import (
 )
 from retina_cli.errors import ConfigError
 
-BACKENDS = ("torch", "onnxruntime", "int8")
+BACKENDS = ("torch", "onnxruntime", "int8", "openvino")
 COMPARE = ("", "torchvision")
 
 
@@ -131,12 +131,11 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        import onnxruntime
-
-        env["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
+    for runtime in ("onnxruntime", "openvino"):
+        try:
+            env[runtime] = __import__(runtime).__version__
+        except ImportError:
+            pass
     return env
 
 
@@ -195,9 +194,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         warnings.append(
             "this CPU has no AVX-512 BF16 / AMX: PyTorch emulates bfloat16 here and bf16 runs much slower than fp32"
         )
-    if "int8" in opts.backends or "onnxruntime" in opts.backends:
+    if "int8" in opts.backends or "onnxruntime" in opts.backends or "openvino" in opts.backends:
         if device.type != "cpu":
-            warnings.append("onnxruntime subjects run on the CPU provider")
+            warnings.append("onnxruntime and openvino subjects run on the CPU")
 
     if opts.checkpoints:
         if len(opts.checkpoints) > 1:
@@ -233,13 +232,14 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         ))
     tmp = tempfile.TemporaryDirectory(prefix="retina-bench-")
     try:
-        for backend in ("onnxruntime", "int8"):
+        for backend in ("onnxruntime", "int8", "openvino"):
             if backend in opts.backends:
                 if progress:
                     progress(f"exporting the model for {backend}")
                 subjects.append(subj.onnx_subject(
                     model, post_cfg, Path(tmp.name), int8=backend == "int8",
                     calibration=bench_images(size, 8, opts.seed + 1)[0],
+                    runtime="openvino" if backend == "openvino" else "onnxruntime",
                 ))
         if progress:
             progress("checking detections")
@@ -259,8 +259,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
             for r, s in zip(results, subjects):
                 if progress:
                     progress(f"peak memory: {s.name}")
-                if s.name.startswith("onnxruntime"):
-                    continue  # onnxruntime allocates outside torch: not comparable
+                if s.name.startswith(("onnxruntime", "openvino")):
+                    continue  # these runtimes allocate outside torch: not comparable
                 r.memory_mb["inference"] = peak_memory_mb(lambda: run_stages(s.inference, infer_images, device), device)
                 if s.train is not None and opts.train:
                     r.memory_mb["train"] = peak_memory_mb(lambda: run_stages(s.train, None, device), device)

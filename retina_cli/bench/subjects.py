@@ -227,13 +227,14 @@ def torchvision_subject(
 
 def onnx_subject(
     model: RetinaNet, post_cfg: PostprocessConfig, work_dir: Path, int8: bool = False,
-    calibration: Sequence[np.ndarray] = (),
+    calibration: Sequence[np.ndarray] = (), runtime: str = "onnxruntime",
 ) -> Subject:
-    """The exported graph in onnxruntime (CPU): ``preprocess`` (letterbox) -> ``network`` (graph:
-    normalise, network, top-k, decode) -> ``postprocess`` (the shared NMS, boxes to image pixels).
+    """The exported graph in onnxruntime (CPU), or in OpenVINO with ``runtime="openvino"`` (its IR
+    converted from the same graph): ``preprocess`` (letterbox) -> ``network`` (graph: normalise,
+    network, top-k, decode) -> ``postprocess`` (the shared NMS, boxes to image pixels).
 
-    int8: the graph quantised statically (QDQ, per-channel weights, activations calibrated on
-    ``calibration`` BGR images), the form onnxruntime runs with integer kernels.
+    int8 (onnxruntime): the graph quantised statically (QDQ, per-channel weights, activations
+    calibrated on ``calibration`` BGR images), the form onnxruntime runs with integer kernels.
     """
     from retina_cli.engine.checkpoint import save_checkpoint
     from retina_cli.export.onnx import export_onnx
@@ -249,7 +250,12 @@ def onnx_subject(
         if not calibration:
             raise ConfigError("int8 quantisation needs calibration images")
         path = quantize_int8(path, [letterbox_batch([im], size)[0] for im in calibration])
-    backend = OnnxBackend(path, "cpu")
+    if runtime == "openvino":
+        from retina_cli.export.openvino import OpenVinoBackend, export_openvino
+
+        backend = OpenVinoBackend(export_openvino(ckpt, work_dir / "bench.xml"), "cpu")
+    else:
+        backend = OnnxBackend(path, "cpu")
 
     def preprocess(imgs):
         return letterbox_batch(imgs, size)
@@ -265,4 +271,4 @@ def onnx_subject(
     stages = [("preprocess", preprocess), ("network", network), ("postprocess", post)]
     if int8:
         return Subject("onnxruntime int8", stages, None, "int8 QDQ", tolerance=(4.0, 0.05))
-    return Subject("onnxruntime", stages, None, "fp32")
+    return Subject(runtime, stages, None, "fp32")

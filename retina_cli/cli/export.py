@@ -1,4 +1,4 @@
-"""``retina export CHECKPOINT --format onnx``: the detector as an ONNX file for onnxruntime."""
+"""``retina export CHECKPOINT --format onnx|openvino``: the detector for onnxruntime or OpenVINO."""
 
 from __future__ import annotations
 
@@ -12,15 +12,16 @@ from retina_cli.cli.app import app, console
 @app.command("export")
 def export(
     checkpoint: Path = typer.Argument(..., help="A retina checkpoint (.pt)."),
-    fmt: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
-    out: str = typer.Option("", "--out", help="Output file (default: the checkpoint's path with .onnx)."),
-    dynamic_size: bool = typer.Option(False, "--dynamic-size", help="Dynamic height and width too (default: fixed to the checkpoint's img_size)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (onnxruntime) or openvino (OpenVINO IR: .xml + .bin)."),
+    out: str = typer.Option("", "--out", help="Output file (default: the checkpoint's path with .onnx, or .xml for openvino)."),
+    dynamic_size: bool = typer.Option(True, "--dynamic-size/--fixed-size", help="Dynamic height and width (the default: predict and eval then run rectangular inputs, 640x480 at 640x512 rather than 640x640); --fixed-size: only the checkpoint's square img_size."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)."),
     int8: bool = typer.Option(False, "--int8", help="Also write <name>.int8.onnx: convolutions quantised to int8 (static, calibrated on --calibration images)."),
     calibration: str = typer.Option("", "--calibration", help="Dataset whose images calibrate --int8 (its training split)."),
     calibration_images: int = typer.Option(32, "--calibration-images", help="How many images calibrate --int8."),
 ) -> None:
-    """Export network + box decoding to ONNX (dynamic batch); NMS runs in `retina predict model.onnx`.
+    """Export network + box decoding to ONNX or OpenVINO IR (dynamic batch and size); NMS runs in
+    `retina predict model.onnx` (or model.xml).
     `--int8 --calibration DATA` adds a statically quantised model for onnxruntime's integer kernels."""
     from retina_cli import validation
 

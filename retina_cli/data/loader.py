@@ -17,10 +17,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from retina_cli.data.batch import BatchTargets, pad_targets
 from retina_cli.data.records import ImageRecord
-from retina_cli.data.transforms import AugmentConfig, LetterboxMeta, augment, boxes_to_letterbox, crop_boxes, letterbox
+from retina_cli.data.transforms import (
+    PAD_VALUE, AugmentConfig, LetterboxMeta, augment, boxes_to_letterbox, crop_boxes, letterbox, rect_shape,
+)
 from retina_cli.data.images import read_image
 
-__all__ = ["AugmentConfig", "DetectionTorchDataset", "EpochSampler", "Sample", "SampleMeta", "collate", "make_loader"]
+__all__ = ["AugmentConfig", "DetectionTorchDataset", "EpochSampler", "Sample", "SampleMeta", "ShapeBatchSampler", "collate", "make_loader"]
 
 
 @dataclass(frozen=True)
@@ -35,11 +37,11 @@ class SampleMeta(LetterboxMeta):
 
     @property
     def letterbox(self) -> LetterboxMeta:
-        return LetterboxMeta(self.scale, self.pad_x, self.pad_y, self.orig_w, self.orig_h, self.size)
+        return LetterboxMeta(self.scale, self.pad_x, self.pad_y, self.orig_w, self.orig_h, self.size, self.canvas)
 
 
 class Sample(NamedTuple):
-    """image ``(3, S, S)`` uint8; boxes ``(n, 4)`` float32 network pixels; labels ``(n,)`` int64;
+    """image ``(3, S, S)`` uint8 (``(3, H_c, W_c)`` with a rectangular canvas); boxes ``(n, 4)`` float32 network pixels; labels ``(n,)`` int64;
     ignore ``(n,)`` bool; meta."""
 
     image: Tensor
@@ -52,16 +54,19 @@ class Sample(NamedTuple):
 class DetectionTorchDataset(Dataset):
     """Image records -> :class:`Sample`.
 
-    augment None: plain centred letterbox (evaluation, prediction). Otherwise the random
+    augment None: plain centred letterbox (evaluation, prediction); with ``rect_stride`` on the
+    image's own rectangle (:func:`~retina_cli.data.transforms.rect_shape`). Otherwise the random
     transform of :func:`retina_cli.data.transforms.augment`, drawn from an RNG seeded by
     ``(seed, epoch, index)`` alone: an item is ``(epoch, index)`` (see :class:`EpochSampler`), so
     the stream is the same with any number of workers, in any order, and after a resume.
     """
 
     def __init__(
-        self, records: Sequence[ImageRecord], img_size: int, augment: AugmentConfig | None = None, seed: int = 0
+        self, records: Sequence[ImageRecord], img_size: int, augment: AugmentConfig | None = None, seed: int = 0,
+        rect_stride: int | None = None,
     ) -> None:
         self.records = list(records)
+        self.rect_stride = rect_stride
         self.img_size = img_size
         self.augment = augment
         self.seed = seed
@@ -80,14 +85,16 @@ class DetectionTorchDataset(Dataset):
             boxes = boxes * np.array([w / rec.width, h / rec.height] * 2, np.float32)
         flipped = False
         if self.augment is None:
-            canvas, lb = letterbox(image, self.img_size)
+            shape = rect_shape(w, h, self.img_size, self.rect_stride) if self.rect_stride else None
+            canvas, lb = letterbox(image, self.img_size, shape)
             net = boxes_to_letterbox(boxes.astype(np.float32), lb)
             net, labels, ignore = crop_boxes(net, self.img_size, labels, ignore)
         else:
             rng = np.random.default_rng((self.seed, epoch, index))
             canvas, net, lb, flipped, keep = augment(image, boxes, self.img_size, self.augment, rng)
             labels, ignore = labels[keep], ignore[keep]
-        meta = SampleMeta(lb.scale, lb.pad_x, lb.pad_y, lb.orig_w, lb.orig_h, lb.size, path=rec.path, index=index, hflip=flipped)
+        meta = SampleMeta(lb.scale, lb.pad_x, lb.pad_y, lb.orig_w, lb.orig_h, lb.size, lb.canvas, path=rec.path,
+                          index=index, hflip=flipped)
         return Sample(
             torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1))),
             torch.from_numpy(np.ascontiguousarray(net, dtype=np.float32)).reshape(-1, 4),
@@ -98,8 +105,18 @@ class DetectionTorchDataset(Dataset):
 
 
 def collate(samples: Sequence[Sample]) -> tuple[Tensor, BatchTargets, list[SampleMeta]]:
-    """-> images ``(N, 3, S, S)`` uint8, padded targets (boxes in network pixels), per-image metas."""
-    images = torch.stack([s.image for s in samples])
+    """-> images ``(N, 3, S, S)`` uint8, padded targets (boxes in network pixels), per-image metas.
+
+    Rectangular canvases of different shapes are padded (grey, at the bottom and right, so every
+    meta's map still holds) to the largest height and width of the batch.
+    """
+    h = max(s.image.shape[1] for s in samples)
+    w = max(s.image.shape[2] for s in samples)
+    images = torch.stack([
+        s.image if s.image.shape[1:] == (h, w)
+        else torch.nn.functional.pad(s.image, (0, w - s.image.shape[2], 0, h - s.image.shape[1]), value=PAD_VALUE)
+        for s in samples
+    ])
     targets = pad_targets([s.boxes for s in samples], [s.labels for s in samples], [s.ignore for s in samples])
     return images, targets, [s.meta for s in samples]
 
@@ -142,6 +159,25 @@ class EpochSampler(Sampler):
         return max(full - self.skip, 0)
 
 
+class ShapeBatchSampler(Sampler):
+    """Evaluation batches of record indices whose images share one rectangular canvas
+    (:func:`~retina_cli.data.transforms.rect_shape` of the record's size), in record order within a
+    shape: no image is padded for another's sake, so its detections do not depend on the batch."""
+
+    def __init__(self, records: Sequence[ImageRecord], img_size: int, stride: int, batch_size: int) -> None:
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, r in enumerate(records):
+            key = rect_shape(r.width, r.height, img_size, stride) if r.width and r.height else (img_size, img_size)
+            groups.setdefault(key, []).append(i)
+        self.batches = [idx[k : k + batch_size] for idx in groups.values() for k in range(0, len(idx), batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def make_loader(
     records: Sequence[ImageRecord],
     img_size: int,
@@ -151,18 +187,25 @@ def make_loader(
     augment: AugmentConfig | None = None,
     sampler: Sampler | None = None,
     seed: int = 0,
+    rect_stride: int | None = None,
 ) -> DataLoader:
     """A DataLoader yielding :func:`collate` batches.
 
     train: shuffled by an :class:`EpochSampler` (wrapping ``sampler`` when given; call
     ``loader.sampler.set_epoch(epoch)`` every epoch) and augmented with ``augment`` (default
     ``AugmentConfig()``; pass ``AugmentConfig.off()`` for none). Not train: fixed order, plain
-    letterbox. ``seed`` fixes the shuffle order and the augmentation stream.
+    letterbox (rectangular with ``rect_stride``, see :class:`DetectionTorchDataset`). ``seed`` fixes
+    the shuffle order and the augmentation stream.
     """
     aug = (augment or AugmentConfig()) if train else None
+    dataset = DetectionTorchDataset(records, img_size, aug, seed=seed, rect_stride=None if train else rect_stride)
+    common = dict(num_workers=workers, collate_fn=collate, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+    if not train and rect_stride and sampler is None:
+        # batches of one canvas shape each, out of record order: evaluation maps results by SampleMeta.index
+        return DataLoader(dataset, batch_sampler=ShapeBatchSampler(records, img_size, rect_stride, batch_size), **common)
     epoch_sampler = EpochSampler(len(records), sampler, shuffle=True, seed=seed) if train else sampler
     return DataLoader(
-        DetectionTorchDataset(records, img_size, aug, seed=seed),
+        dataset,
         batch_size=batch_size,
         shuffle=False,
         sampler=epoch_sampler,

@@ -56,6 +56,18 @@ class ValidationReport:
             raise DataError(f"{problem} (strict mode: fix it, or run without --strict to skip it)")
         self.problems.append(problem)
 
+    def merge(self, other: ValidationReport) -> None:
+        """Add ``other``'s counts and problems (in their order, each through :meth:`warn`, so
+        that strict mode raises on the first)."""
+        for p in other.problems:
+            self.warn(p.file, p.line, p.message)
+        self.images += other.images
+        self.negatives += other.negatives
+        self.skipped_images += other.skipped_images
+        self.kept += other.kept
+        self.clipped += other.clipped
+        self.dropped += other.dropped
+
     def summary_rows(self) -> list[tuple[str, int]]:
         return [
             ("images", self.images),

@@ -5,6 +5,10 @@ letterbox is an affine map ``x_net = x * scale + pad_x`` (same for y with ``pad_
 resized by ``scale`` (long side to ``size``) and **centred** on a ``size x size`` canvas of grey
 114. With scale jitter the same map holds with another scale and a random, possibly negative
 (cropping) offset, so :class:`LetterboxMeta` describes every geometric step but the flip.
+
+Inference may use a **rectangular** canvas instead (:func:`rect_shape`): the same scale, each side
+padded only up to a multiple of the model's top stride (640x480 at 640 px with P3-P7 -> 640x512),
+as torchvision and ultralytics do: the network does not compute on a quarter of padding.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ __all__ = [
     "color_jitter",
     "hflip",
     "letterbox",
+    "letterbox_batch",
     "letterbox_meta",
     "place",
+    "rect_shape",
     "read_image",
 ]
 
@@ -41,7 +47,8 @@ MIN_SIDE = 1.0
 
 @dataclass(frozen=True)
 class LetterboxMeta:
-    """Maps original pixels to the ``size x size`` network input: ``net = orig * scale + pad``."""
+    """Maps original pixels to the network input: ``net = orig * scale + pad``. ``size``: the long
+    side's target; ``canvas``: ``(H, W)`` of a rectangular input, None for ``size x size``."""
 
     scale: float
     pad_x: float
@@ -49,6 +56,12 @@ class LetterboxMeta:
     orig_w: int
     orig_h: int
     size: int
+    canvas: tuple[int, int] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the network input this map leads to."""
+        return self.canvas or (self.size, self.size)
 
 
 @dataclass(frozen=True)
@@ -70,41 +83,64 @@ class AugmentConfig:
         return cls(hflip=0.0, scale_jitter=(1.0, 1.0), color_jitter=0.0)
 
 
-def place(image: np.ndarray, size: int, scale: float, pad_x: int, pad_y: int) -> np.ndarray:
+def place(image: np.ndarray, size: int | tuple[int, int], scale: float, pad_x: int, pad_y: int) -> np.ndarray:
     """Resize ``image`` ``(H, W, 3)`` uint8 by ``scale`` and paste it at ``(pad_x, pad_y)`` on a grey
-    ``(size, size, 3)`` canvas; negative or large offsets crop. -> ``(size, size, 3)`` uint8."""
+    canvas, ``size x size`` or ``size = (H_c, W_c)``; negative or large offsets crop. -> ``(H_c, W_c, 3)`` uint8."""
+    ch, cw = (size, size) if isinstance(size, int) else size
     h, w = image.shape[:2]
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
     resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    canvas = np.full((size, size, image.shape[2]), PAD_VALUE, dtype=np.uint8)
+    canvas = np.full((ch, cw, image.shape[2]), PAD_VALUE, dtype=np.uint8)
     x0, y0 = max(pad_x, 0), max(pad_y, 0)
-    x1, y1 = min(pad_x + new_w, size), min(pad_y + new_h, size)
+    x1, y1 = min(pad_x + new_w, cw), min(pad_y + new_h, ch)
     if x1 > x0 and y1 > y0:
         canvas[y0:y1, x0:x1] = resized[y0 - pad_y : y1 - pad_y, x0 - pad_x : x1 - pad_x]
     return canvas
 
 
-def letterbox_meta(width: int, height: int, size: int) -> LetterboxMeta:
-    """The centred letterbox map of a ``width x height`` image, without touching pixels."""
+def _scaled(width: int, height: int, size: int) -> tuple[float, int, int]:
     scale = size / max(width, height)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    return LetterboxMeta(scale, float((size - new_w) // 2), float((size - new_h) // 2), width, height, size)
+    return scale, max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, LetterboxMeta]:
-    """``(H, W, 3)`` uint8 -> ``(size, size, 3)`` uint8 with the long side scaled to ``size``, centred."""
+def rect_shape(width: int, height: int, size: int, stride: int) -> tuple[int, int]:
+    """``(H, W)`` of the smallest canvas whose sides are multiples of ``stride`` (and at most
+    ``size``) that holds a ``width x height`` image scaled to long side ``size``."""
+    _, new_w, new_h = _scaled(width, height, size)
+    return min(size, -(-new_h // stride) * stride), min(size, -(-new_w // stride) * stride)
+
+
+def letterbox_meta(width: int, height: int, size: int, canvas: tuple[int, int] | None = None) -> LetterboxMeta:
+    """The centred letterbox map of a ``width x height`` image, without touching pixels: long side
+    scaled to ``size``, centred on ``size x size`` or on ``canvas`` = ``(H, W)``."""
+    scale, new_w, new_h = _scaled(width, height, size)
+    ch, cw = canvas or (size, size)
+    square = canvas is None or tuple(canvas) == (size, size)
+    return LetterboxMeta(scale, float((cw - new_w) // 2), float((ch - new_h) // 2), width, height, size,
+                         None if square else (int(ch), int(cw)))
+
+
+def letterbox(image: np.ndarray, size: int, canvas: tuple[int, int] | None = None) -> tuple[np.ndarray, LetterboxMeta]:
+    """``(H, W, 3)`` uint8 -> ``(size, size, 3)`` (or ``canvas`` = ``(H_c, W_c)``) uint8 with the long
+    side scaled to ``size``, centred."""
     h, w = image.shape[:2]
-    meta = letterbox_meta(w, h, size)
-    return place(image, size, meta.scale, int(meta.pad_x), int(meta.pad_y)), meta
+    meta = letterbox_meta(w, h, size, canvas)
+    return place(image, meta.shape, meta.scale, int(meta.pad_x), int(meta.pad_y)), meta
 
 
-def letterbox_batch(images_bgr: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, list[LetterboxMeta]]:
-    """BGR ``(H_i, W_i, 3)`` uint8 images -> RGB ``(N, size, size, 3)`` uint8 batch and the metas.
+def letterbox_batch(images_bgr: Sequence[np.ndarray], size: int, stride: int | None = None) -> tuple[np.ndarray, list[LetterboxMeta]]:
+    """BGR ``(H_i, W_i, 3)`` uint8 images -> RGB ``(N, H_c, W_c, 3)`` uint8 batch and the metas.
 
+    stride None: the square ``size x size``. A stride: the smallest rectangle that holds every
+    image of the batch (:func:`rect_shape`, the largest of them), each image centred on it.
     BGR -> RGB on the small canvases: the resize works per channel, so this equals letterboxing
     the RGB image.
     """
-    boxed = [letterbox(im, size) for im in images_bgr]
+    canvas = None
+    if stride is not None:
+        shapes = np.array([rect_shape(im.shape[1], im.shape[0], size, stride) for im in images_bgr])
+        canvas = (int(shapes[:, 0].max()), int(shapes[:, 1].max()))
+    boxed = [letterbox(im, size, canvas) for im in images_bgr]
     return np.ascontiguousarray(np.stack([c for c, _ in boxed])[..., ::-1]), [m for _, m in boxed]
 
 

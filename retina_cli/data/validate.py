@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -49,43 +49,62 @@ def clean_boxes(
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     ignore = np.asarray(ignore, dtype=bool).reshape(-1)
     n = boxes.shape[0]
-
-    def where(i: int) -> tuple[int | None, str]:
+    clipped, keep, moved = check_boxes(boxes, labels, np.array([width, height, width, height], np.float64), num_classes)
+    for i, message in box_problems(boxes, labels, clipped, keep, moved, num_classes, lambda i: (width, height)):
         line = lines[i] if lines is not None else None
-        return line, ("" if line is not None else f"box {i + 1}: ")
-
-    finite = np.isfinite(boxes).all(axis=1)
-    in_range = (labels >= 0) & (labels < num_classes)
-    limits = np.array([width, height, width, height], dtype=np.float64)
-    clipped = np.clip(np.where(finite[:, None], boxes, 0.0), 0.0, limits)
-    moved = (np.abs(clipped - np.where(finite[:, None], boxes, 0.0)) > CLIP_TOLERANCE).any(axis=1)
-    # judged in the float32 the records hold: x2 = 1e-100 > x1 = 0 in float64 is 0 == 0 there
-    clipped = clipped.astype(np.float32)
-    degenerate = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
-    keep = finite & in_range & ~degenerate
-
-    # problems are rare: a Python loop over the offending boxes only
-    for i in np.flatnonzero(~finite):
-        line, pre = where(i)
-        report.warn(file, line, f"{pre}box has NaN/inf coordinates {boxes[i].tolist()}; box dropped")
-    for i in np.flatnonzero(finite & ~in_range):
-        line, pre = where(i)
-        report.warn(
-            file, line, f"{pre}class id {labels[i]} is out of range 0..{num_classes - 1}; box dropped (fix the id or the class list)"
-        )
-    for i in np.flatnonzero(finite & in_range & degenerate):
-        line, pre = where(i)
-        report.warn(
-            file, line, f"{pre}degenerate box {_fmt(boxes[i])} (x1 >= x2 or y1 >= y2 after clipping to {width}x{height}); box dropped"
-        )
-    for i in np.flatnonzero(keep & moved):
-        line, pre = where(i)
-        report.warn(file, line, f"{pre}box {_fmt(boxes[i])} extends outside the {width}x{height} image; clipped")
-
+        report.warn(file, line, message if line is not None else f"box {i + 1}: {message}")
     report.kept += int(keep.sum())
     report.clipped += int((keep & moved).sum())
     report.dropped += int(n - keep.sum())
     return clipped[keep], labels[keep], ignore[keep]
+
+
+def check_boxes(
+    boxes: np.ndarray, labels: np.ndarray, limits: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The checks of :func:`clean_boxes`, for the boxes of one image or of many at once.
+
+    boxes: ``(n, 4)`` float64 xyxy pixels; labels ``(n,)`` int64; limits: ``(4,)`` or ``(n, 4)``
+    ``[w, h, w, h]`` of each box's image. Returns the ``(n, 4)`` float32 boxes clipped to their
+    image, ``keep`` ``(n,)`` bool (finite, known class, not degenerate after clipping) and
+    ``moved`` ``(n,)`` bool (clipping moved it by more than :data:`CLIP_TOLERANCE`).
+    """
+    finite = np.isfinite(boxes).all(axis=1)
+    in_range = (labels >= 0) & (labels < num_classes)
+    zeroed = np.where(finite[:, None], boxes, 0.0)
+    clipped = np.clip(zeroed, 0.0, limits)
+    moved = (np.abs(clipped - zeroed) > CLIP_TOLERANCE).any(axis=1)
+    # judged in the float32 the records hold: x2 = 1e-100 > x1 = 0 in float64 is 0 == 0 there
+    clipped = clipped.astype(np.float32)
+    degenerate = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+    return clipped, finite & in_range & ~degenerate, moved
+
+
+def box_problems(
+    boxes: np.ndarray, labels: np.ndarray, clipped: np.ndarray, keep: np.ndarray, moved: np.ndarray,
+    num_classes: int, size_of: Callable[[int], tuple[int, int]],
+) -> list[tuple[int, str]]:
+    """``(box index, message)`` of every box :func:`check_boxes` dropped or clipped: first the
+    NaN/inf ones, then unknown classes, degenerate boxes and clipped ones, each in box order.
+    size_of: box index -> ``(width, height)`` of its image, as the messages write it."""
+    if keep.all() and not moved.any():
+        return []
+    finite = np.isfinite(boxes).all(axis=1)
+    in_range = (labels >= 0) & (labels < num_classes)
+    degenerate = finite & in_range & ~keep
+    out = []
+    # problems are rare: a Python loop over the offending boxes only
+    for i in np.flatnonzero(~finite).tolist():
+        out.append((i, f"box has NaN/inf coordinates {boxes[i].tolist()}; box dropped"))
+    for i in np.flatnonzero(finite & ~in_range).tolist():
+        out.append((i, f"class id {labels[i]} is out of range 0..{num_classes - 1}; box dropped (fix the id or the class list)"))
+    for i in np.flatnonzero(degenerate).tolist():
+        w, h = size_of(i)
+        out.append((i, f"degenerate box {_fmt(boxes[i])} (x1 >= x2 or y1 >= y2 after clipping to {w}x{h}); box dropped"))
+    for i in np.flatnonzero(keep & moved).tolist():
+        w, h = size_of(i)
+        out.append((i, f"box {_fmt(boxes[i])} extends outside the {w}x{h} image; clipped"))
+    return out
 
 
 def _fmt(box: np.ndarray) -> str:
@@ -111,12 +130,8 @@ def make_record(
     normalized: boxes are fractions of the image size (YOLO) and are scaled to pixels here.
     """
     if size is None:
-        try:
-            size = image_size(path)
-        except ImageUnreadable as exc:
-            msg = exc.reason if label_file == path else f"{exc.reason}: {path}"
-            skip_image(report, label_file, lines[0] if lines else None, f"{msg}; image skipped")
-            report.dropped += int(np.asarray(labels).shape[0])
+        size = read_size(path, report, label_file, lines, int(np.asarray(labels).shape[0]))
+        if size is None:
             return None
     w, h = size
     if normalized:
@@ -126,6 +141,20 @@ def make_record(
     report.images += 1
     report.negatives += int(b.shape[0] == 0)
     return ImageRecord(path=path, width=int(w), height=int(h), boxes=b, labels=lab, ignore=ign, image_id=image_id)
+
+
+def read_size(
+    path: Path, report: ValidationReport, label_file: Path, lines: Sequence[int | None] | None, boxes: int
+) -> tuple[int, int] | None:
+    """:func:`image_size` of ``path``; None when it cannot be read, reported against ``label_file``
+    (at its first box line) with the image skipped and its ``boxes`` counted as dropped."""
+    try:
+        return image_size(path)
+    except ImageUnreadable as exc:
+        msg = exc.reason if label_file == path else f"{exc.reason}: {path}"
+        skip_image(report, label_file, lines[0] if lines else None, f"{msg}; image skipped")
+        report.dropped += boxes
+        return None
 
 
 def skip_image(report: ValidationReport, file: Path, line: int | None, message: str) -> None:
@@ -185,6 +214,36 @@ def inside_root(root: Path, relative: str | Path, base: Path | None = None) -> P
     if target == root_real or root_real in target.parents:
         return candidate
     return None
+
+
+def tree_entries(folder: str) -> Iterator[os.DirEntry]:
+    """Every entry under ``folder`` that ``Path(folder).rglob("*")`` finds (links to folders are
+    listed, not entered; unreadable folders are skipped), from one ``os.scandir`` per folder: the
+    entries already know whether they are links or plain files, so no ``stat`` per file is needed."""
+    try:
+        with os.scandir(folder) as it:
+            entries = list(it)
+    except OSError:
+        return
+    for entry in entries:
+        yield entry
+        if entry_is(entry, "dir") and not entry.is_symlink():
+            yield from tree_entries(entry.path)
+
+
+def entry_is(entry: os.DirEntry, kind: str) -> bool:
+    """``entry.is_file()`` / ``entry.is_dir()`` (links followed), False for an entry that vanished
+    or cannot be examined, like :func:`is_file`."""
+    try:
+        return entry.is_file() if kind == "file" else entry.is_dir()
+    except OSError:
+        return False
+
+
+def path_order(path: str) -> str:
+    """Sort key giving absolute path strings the order of their ``Path`` objects (part by part):
+    NUL sorts below every character a file name can hold."""
+    return path.replace("/", "\0")
 
 
 def _resolved(path: Path) -> Path:

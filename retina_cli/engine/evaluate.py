@@ -107,17 +107,17 @@ def predict_records(
 ) -> list[dict[str, Any]]:
     """COCO results for every image of ``loader`` (image id = record index + 1), in original pixels.
 
-    The loader yields ``(images, targets, metas)`` from :func:`retina_cli.data.loader.collate`, in
-    record order (no shuffling); each meta is a LetterboxMeta of its image.
+    The loader yields ``(images, targets, metas)`` from :func:`retina_cli.data.loader.collate`;
+    each meta is a SampleMeta of its image, whose ``index`` (the record's) gives the image id, so
+    batches may come in any order (rectangular evaluation groups them by canvas shape).
     """
     results: list[dict[str, Any]] = []
-    image_id = 0
     for images, _targets, metas in loader:
         images = images.to(device, non_blocking=True).float()
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             dets = infer_model(images)
         for det, meta in zip(dets, metas):
-            image_id += 1
+            image_id = meta.index + 1
             boxes = boxes_from_letterbox(det.boxes.float().cpu().numpy(), meta)
             results.extend(to_coco_results(image_id, boxes, det.scores.float().cpu().numpy(), det.labels.cpu().numpy()))
             if progress is not None:

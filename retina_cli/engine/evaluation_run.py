@@ -104,7 +104,9 @@ def _evaluate_letterboxed(backend: Any, records: list[Any], post_cfg: Postproces
         from retina_cli.export.runtime import OnnxDetector
 
         infer, dev, autocast = OnnxDetector(backend, post_cfg), torch.device("cpu"), None  # inputs go to onnxruntime from the CPU
-    loader = make_loader(records, backend.model_cfg.img_size, batch_size, train=False, workers=workers)
+    # the rectangle predict uses too, where the backend takes it: the same detections as `retina predict`
+    loader = make_loader(records, backend.model_cfg.img_size, batch_size, train=False, workers=workers,
+                         rect_stride=getattr(backend, "stride", None))
     return evaluate_records(infer, loader, records, backend.model_cfg.class_names, dev, autocast, progress=advance)
 
 

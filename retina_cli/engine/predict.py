@@ -1,6 +1,8 @@
 """`retina predict`: a checkpoint (or exported ONNX model) + a SOURCE -> annotated media, JSON, CSV.
 
-Flow per batch of frames: letterbox to the model's square input (:mod:`retina_cli.data.transforms`),
+Flow per batch of frames: letterbox to the model's input (:mod:`retina_cli.data.transforms`): the
+smallest rectangle of multiples of the top stride that holds the frame (640x480 -> 640x512 at 640 px,
+P3-P7) where the backend takes any size, else the square ``img_size``;
 backend -> :class:`~retina_cli.postprocess.Candidates`, then the shared
 :func:`~retina_cli.postprocess.select_detections` (threshold, NMS, cap) and ``boxes_from_letterbox``:
 boxes come back in original image pixels. Video frames go through the threaded pipeline of
@@ -36,7 +38,7 @@ import torch
 
 from retina_cli.engine.results import Result
 from retina_cli.config import ModelConfig, PostprocessConfig
-from retina_cli.data.transforms import boxes_from_letterbox, letterbox_batch
+from retina_cli.data.transforms import boxes_from_letterbox, letterbox_batch, rect_shape
 from retina_cli.engine import writers
 from retina_cli.engine.reporting import SilentReporter
 from retina_cli.engine.runs import absent_folders, discard_on_failure, next_run_dir, output_dir
@@ -46,7 +48,7 @@ from retina_cli.errors import ConfigError
 from retina_cli.postprocess import Candidates, select_detections
 
 PRECISIONS = ("fp32", "bf16")
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,16 @@ class PredictConfig:
 
 
 class Backend(Protocol):
-    """Runs the network and box decoding: letterboxed RGB ``(N, S, S, 3)`` uint8 -> Candidates."""
+    """Runs the network and box decoding: letterboxed RGB ``(N, H, W, 3)`` uint8 -> Candidates.
+
+    stride: H and W may be any multiples of it (rectangular inference); None: only the square
+    ``(img_size, img_size)``.
+    """
 
     name: str
     model_cfg: ModelConfig
     post_cfg: PostprocessConfig
+    stride: int | None
 
     def candidates(self, batch: np.ndarray) -> Candidates: ...
 
@@ -115,6 +122,7 @@ class TorchBackend:
 
         self.model_cfg: ModelConfig = model.cfg
         self.post_cfg = post_cfg
+        self.stride: int | None = 2 ** model.cfg.max_level  # anchors follow the feature maps: any multiple
         self.device = device
         self.precision = precision
         # the letterboxed NHWC batch permuted to NCHW already has the channels-last strides
@@ -125,7 +133,7 @@ class TorchBackend:
 
     @torch.inference_mode()
     def candidates(self, batch: np.ndarray) -> Candidates:
-        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()  # (N, 3, S, S) 0..255
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()  # (N, 3, H, W) 0..255
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             cand = self.det(x)
         if self.device.type == "cuda":  # so that the "network" stage is timed honestly
@@ -137,12 +145,21 @@ def load_backend(
     path: str | Path, backend: str = "auto", device: str = "auto", precision: str = "fp32", local_rank: int = 0,
     winograd: bool = True,
 ) -> Backend:
-    """A checkpoint (.pt) -> TorchBackend; an exported model (.onnx) -> the onnxruntime backend."""
+    """A checkpoint (.pt) -> TorchBackend; an exported model (.onnx) -> the onnxruntime backend;
+    an OpenVINO IR (.xml) -> the OpenVINO backend (``precision`` bf16 asks its CPU plugin for bf16)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r}: expected fp32 or bf16")
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     path = Path(path)
+    if backend == "openvino" or (backend == "auto" and path.suffix.lower() == ".xml"):
+        if path.suffix.lower() != ".xml":
+            raise ConfigError(f"{path}: --backend openvino needs an OpenVINO model (run `retina export {path} --format openvino` first)")
+        from retina_cli.export.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(path, device, precision)
+    if path.suffix.lower() == ".xml":
+        raise ConfigError(f"{path}: an OpenVINO model runs with --backend openvino (or auto), not {backend}")
     use_onnx = backend == "onnxruntime" or (backend == "auto" and path.suffix.lower() == ".onnx")
     if use_onnx:
         if path.suffix.lower() != ".onnx":
@@ -208,12 +225,18 @@ class FrameResult:
 
 
 class Predictor:
-    """BGR frames of any size -> FrameResult per frame (letterbox, backend, NMS, letterbox undone)."""
+    """BGR frames of any size -> FrameResult per frame (letterbox, backend, NMS, letterbox undone).
 
-    def __init__(self, backend: Backend, post_cfg: PostprocessConfig, classes: list[int] | None = None, timer: StageTimer | None = None) -> None:
+    rect: letterbox to the smallest rectangle of the backend's stride that holds the batch (the
+    default, where the backend takes it); False: always the square ``img_size``.
+    """
+
+    def __init__(self, backend: Backend, post_cfg: PostprocessConfig, classes: list[int] | None = None,
+                 timer: StageTimer | None = None, rect: bool = True) -> None:
         self.backend = backend
         self.post_cfg = post_cfg
         self.size = backend.model_cfg.img_size
+        self.stride = getattr(backend, "stride", None) if rect else None
         self.names = class_names(backend.model_cfg)
         self.classes = torch.tensor(classes, dtype=torch.int64) if classes is not None else None
         self.timer = timer or StageTimer()
@@ -231,16 +254,30 @@ class Predictor:
         ]
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[FrameResult]:
-        """images: ``(H_i, W_i, 3)`` uint8 BGR."""
+        """images: ``(H_i, W_i, 3)`` uint8 BGR. Rectangular, the images run in groups of one canvas
+        shape each (a video is one group), so a frame's detections do not depend on its batch."""
+        if self.stride is None or len(images) == 1:
+            return self._run(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(rect_shape(im.shape[1], im.shape[0], self.size, self.stride), []).append(i)
+        out: list[FrameResult | None] = [None] * len(images)
+        for idx in groups.values():
+            for i, r in zip(idx, self._run([images[i] for i in idx])):
+                out[i] = r
+        return out  # type: ignore[return-value]
+
+    def _run(self, images: Sequence[np.ndarray]) -> list[FrameResult]:
+        """One network call on ``images`` letterboxed onto one canvas."""
         with self.timer("preprocess"):
-            batch, metas = letterbox_batch(images, self.size)  # (N, S, S, 3) RGB
+            batch, metas = letterbox_batch(images, self.size, self.stride)  # (N, H, W, 3) RGB
         with self.timer("network"):
             cand = self.backend.candidates(batch)
         with self.timer("postprocess"):
             if self.classes is not None:
                 keep = torch.isin(cand.labels, self.classes.to(cand.labels.device))
                 cand = cand._replace(scores=torch.where(keep, cand.scores, torch.zeros_like(cand.scores)))
-            dets = select_detections(cand, (self.size, self.size), self.post_cfg)
+            dets = select_detections(cand, (batch.shape[1], batch.shape[2]), self.post_cfg)
             out = []
             for det, meta in zip(dets, metas):
                 boxes = boxes_from_letterbox(det.boxes.float().cpu(), meta)

@@ -151,7 +151,9 @@ class Trainer:
         )
         self.val_records = dataset.splits.get("val") or []
         self.val_loader = (
-            make_loader(self.val_records, self.img_size, cfg.batch_size, train=False, workers=cfg.workers)
+            # rectangular, as `retina eval` and predict run the model: the val mAP is theirs
+            make_loader(self.val_records, self.img_size, cfg.batch_size, train=False, workers=cfg.workers,
+                        rect_stride=2 ** model.cfg.max_level)
             if self.val_records else None
         )
         self.iters_per_epoch = len(self.train_loader)

@@ -15,8 +15,9 @@ and ``--max-det`` still work on an exported model. ONNX's NonMaxSuppression is p
 fixed per-class cap and would differ from ours; doing NMS outside keeps the graph portable.
 ``topk`` is baked into the graph at export time.
 
-The batch dimension is dynamic; the image size is the checkpoint's ``img_size`` unless exported
-with ``dynamic_size`` (then anchors are computed inside the graph). Everything ``retina predict``
+The batch dimension is dynamic; so are height and width (any multiples of the top stride:
+rectangular inputs, anchors computed inside the graph) unless exported with ``dynamic_size=False``
+(``--fixed-size``: the checkpoint's square ``img_size``). Everything ``retina predict``
 needs (model config with class names, img_size, mean/std; postprocess config) is stored as JSON in
 the model's ``metadata_props`` under the key ``retina``.
 

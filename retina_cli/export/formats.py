@@ -12,7 +12,8 @@ from pathlib import Path
 
 from retina_cli.export import ExportError
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "openvino")
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,11 @@ class Exported:
 
 
 def export_model(
-    checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None, dynamic_size: bool = False,
+    checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None, dynamic_size: bool = True,
     opset: int | None = None, int8: bool = False, calibration: str | Path | None = None, calibration_images: int = 32,
 ) -> Exported:
-    """Export a checkpoint (.pt). out: default ``<checkpoint>.onnx``. opset: None is
+    """Export a checkpoint (.pt). format: "onnx" (onnxruntime) or "openvino" (IR ``.xml`` + ``.bin``).
+    out: default ``<checkpoint>.onnx`` / ``.xml``. opset: None is
     :data:`retina_cli.export.onnx.DEFAULT_OPSET`. int8: also write
     ``<name>.int8.onnx``, calibrated on ``calibration_images`` training images of the dataset
     ``calibration`` (required with int8)."""
@@ -35,14 +37,20 @@ def export_model(
         raise ExportError(f"--format {format!r}: supported formats are {', '.join(FORMATS)}")
     if int8 and not calibration:
         raise ExportError("--int8 needs --calibration DATA: images of the kind the model will see set the int8 ranges")
-    if Path(checkpoint).suffix.lower() == ".onnx":
+    if int8 and format == "openvino":
+        raise ExportError("--int8 is for --format onnx so far; the OpenVINO model is exported in fp32")
+    if Path(checkpoint).suffix.lower() in (".onnx", ".xml"):
         raise ExportError(f"{checkpoint}: already an exported model; export starts from a checkpoint (.pt)")
     from retina_cli.engine.runs import absent_folders, discard_on_failure, output_file
 
-    path = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
+    path = Path(out) if out else Path(checkpoint).with_suffix(SUFFIXES[format])
     absent = absent_folders(path.parent)
     output_file(path)  # made and probed before the model loads; taken back if made and the export fails
     with discard_on_failure(path.parent, made=absent[1:]) if absent else contextlib.nullcontext():
+        if format == "openvino":
+            from retina_cli.export.openvino import export_openvino
+
+            return Exported(export_openvino(checkpoint, path, dynamic_size))
         return _export(checkpoint, path, dynamic_size, [] if opset is None else [opset], int8, calibration, calibration_images)
 
 

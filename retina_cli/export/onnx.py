@@ -22,11 +22,12 @@ OUTPUTS = ("scores", "labels", "boxes")
 DEFAULT_OPSET = 17
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path | None = None, dynamic_size: bool = False, opset: int = DEFAULT_OPSET) -> Path:
+def export_onnx(checkpoint: str | Path, out: str | Path | None = None, dynamic_size: bool = True, opset: int = DEFAULT_OPSET) -> Path:
     """Write the checkpoint's detector as ONNX (checked with ``onnx.checker``); returns its path.
 
     out: default ``<checkpoint without suffix>.onnx``. dynamic_size: height and width are
-    dynamic axes too (any multiple of the top stride works).
+    dynamic axes too (any multiple of the top stride works; the runtime fixes them per input
+    shape, see :class:`~retina_cli.export.runtime.OnnxBackend`); False: the square ``img_size`` only.
     """
     from retina_cli.engine.runs import output_file, written_atomically
 
@@ -64,7 +65,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, dynamic_s
         }
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-        proto.doc_string = f"retina RetinaNet {model_cfg.backbone}, {model_cfg.num_classes} classes, input (N, 3, {size}, {size}) 0..255 RGB"
+        hw = f"H, W (multiples of {2 ** model_cfg.max_level}, long side {size})" if dynamic_size else f"{size}, {size}"
+        proto.doc_string = f"retina RetinaNet {model_cfg.backbone}, {model_cfg.num_classes} classes, input (N, 3, {hw}) 0..255 RGB"
         try:
             onnx.checker.check_model(proto)
         except onnx.checker.ValidationError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,26 +15,37 @@ from retina_cli.export import METADATA_FORMAT, METADATA_KEY, ExportError, requir
 from retina_cli.postprocess import Candidates
 
 
-def read_metadata(path: Path, session) -> tuple[ModelConfig, PostprocessConfig]:
-    props = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY not in props:
+def parse_metadata(path: Path, text: str | None) -> tuple[ModelConfig, PostprocessConfig, int | None]:
+    """The ``retina`` metadata JSON of an exported model -> its configs and the input stride
+    (``2 ** max_level`` for a graph exported with dynamic height and width, None for a fixed square)."""
+    if text is None:
         raise ExportError(f"{path}: no '{METADATA_KEY}' metadata; export it with `retina export CHECKPOINT`")
     try:
-        meta = json.loads(props[METADATA_KEY])
+        meta = json.loads(text)
         if meta.get("format") != METADATA_FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {METADATA_FORMAT!r}")
-        return from_dict(ModelConfig, meta["model_config"]), from_dict(PostprocessConfig, meta["postprocess_config"])
+        model_cfg = from_dict(ModelConfig, meta["model_config"])
+        post_cfg = from_dict(PostprocessConfig, meta["postprocess_config"])
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise ExportError(f"{path}: unreadable retina metadata ({exc}); export the model again") from exc
+    return model_cfg, post_cfg, (2 ** model_cfg.max_level if meta.get("dynamic_size") else None)
+
+
+def read_metadata(path: Path, session) -> tuple[ModelConfig, PostprocessConfig, int | None]:
+    """An onnxruntime session's model -> :func:`parse_metadata` of its ``metadata_props``."""
+    return parse_metadata(path, session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
 
 
 class OnnxBackend:
-    """Runs an exported model: letterboxed RGB ``(N, S, S, 3)`` uint8 -> Candidates (CPU tensors).
+    """Runs an exported model: letterboxed RGB ``(N, H, W, 3)`` uint8 -> Candidates (CPU tensors).
 
     device "auto" uses the CUDA provider when onnxruntime has it, "cpu" forces the CPU provider.
+    ``stride``: set for a graph exported with dynamic height and width (rectangular inputs), else
+    None (the square ``img_size`` only).
     """
 
     name = "onnxruntime"
+    max_shapes = 4  # sessions kept, one per input shape (a video has one; mixed image sizes a few)
 
     def __init__(self, path: str | Path, device: str = "auto") -> None:
         ort = require("onnxruntime")
@@ -46,16 +58,36 @@ class OnnxBackend:
         providers = ["CPUExecutionProvider"]
         if device != "cpu" and "CUDAExecutionProvider" in available:
             providers.insert(0, "CUDAExecutionProvider")
+        self._ort, self.path, self._providers = ort, path, providers
+        session = self._open(None)
+        self.model_cfg, self.post_cfg, self.stride = read_metadata(path, session)
+        self.device = session.get_providers()[0]
+        self._sessions: dict[tuple[int, ...], Any] = {}
+
+    def _open(self, shape: tuple[int, int, int] | None) -> Any:
+        """A session; with ``shape`` = (N, H, W) the graph's free dimensions are fixed to it, so
+        onnxruntime plans it as a static graph (shape arithmetic and in-graph anchors folded away)."""
+        opts = self._ort.SessionOptions()
+        for name, value in zip(("batch", "height", "width"), shape or ()):
+            opts.add_free_dimension_override_by_name(name, int(value))
         try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
+            return self._ort.InferenceSession(str(self.path), opts, providers=self._providers)
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf types
-            raise ExportError(f"{path}: onnxruntime cannot load this model ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
-        self.model_cfg, self.post_cfg = read_metadata(path, self.session)
-        self.device = self.session.get_providers()[0]
+            raise ExportError(f"{self.path}: onnxruntime cannot load this model ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+
+    def session(self, shape: tuple[int, int, int]) -> Any:
+        """The session for inputs of ``shape`` = (N, H, W), opened on first use; the oldest of
+        :attr:`max_shapes` is let go."""
+        if shape not in self._sessions:
+            if len(self._sessions) >= self.max_shapes:
+                self._sessions.pop(next(iter(self._sessions)))
+            self._sessions[shape] = self._open(shape)
+        return self._sessions[shape]
 
     def candidates(self, batch: np.ndarray) -> Candidates:
-        images = batch.transpose(0, 3, 1, 2).astype(np.float32)  # (N, 3, S, S) 0..255
-        scores, labels, boxes = self.session.run(["scores", "labels", "boxes"], {"images": images})
+        images = batch.transpose(0, 3, 1, 2).astype(np.float32)  # (N, 3, H, W) 0..255
+        session = self.session((images.shape[0], images.shape[2], images.shape[3]))
+        scores, labels, boxes = session.run(["scores", "labels", "boxes"], {"images": images})
         return Candidates(torch.from_numpy(scores), torch.from_numpy(labels), torch.from_numpy(boxes))
 
 

@@ -45,10 +45,11 @@ def reference(model, image_rgb: np.ndarray):
     import torch
 
     from retina_cli.config import PostprocessConfig
-    from retina_cli.data.transforms import boxes_from_letterbox, letterbox
+    from retina_cli.data.transforms import boxes_from_letterbox, letterbox, rect_shape
     from retina_cli.engine.detector import InferenceModel
 
-    canvas, meta = letterbox(image_rgb, model.cfg.img_size)
+    h, w = image_rgb.shape[:2]  # the rectangle of the top stride, as predict runs it
+    canvas, meta = letterbox(image_rgb, model.cfg.img_size, rect_shape(w, h, model.cfg.img_size, 2 ** model.cfg.max_level))
     x = torch.from_numpy(canvas).permute(2, 0, 1)[None].float()
     det = InferenceModel(model, PostprocessConfig(score_thresh=0.3, nms_thresh=0.5, topk=200, max_det=1000))(x)[0]
     return boxes_from_letterbox(det.boxes, meta).numpy(), det.scores.numpy(), det.labels.numpy()

@@ -64,7 +64,8 @@ def test_predict_with_onnx_model_writes_the_same_rows_as_the_checkpoint(tmp_path
     ckpt, _ = make_checkpoint(tmp_path / "m.pt")
     write_images(tmp_path / "imgs")
     onnx_path = export_onnx(ckpt, tmp_path / "export" / "model.onnx")
-    run_predict(ckpt, str(tmp_path / "imgs"), PredictConfig(out=str(tmp_path / "pt"), device="cpu", save_media=False))
+    # the same batches: a rectangular batch is the smallest canvas that holds all its images
+    run_predict(ckpt, str(tmp_path / "imgs"), PredictConfig(out=str(tmp_path / "pt"), device="cpu", save_media=False, batch=2))
     run_predict(onnx_path, str(tmp_path / "imgs"), PredictConfig(out=str(tmp_path / "ox"), device="cpu", save_media=False, batch=2))
     pt = json.loads((tmp_path / "pt" / "predictions.json").read_text())
     ox = json.loads((tmp_path / "ox" / "predictions.json").read_text())
@@ -125,3 +126,41 @@ def test_int8_weights_use_seven_bits_and_predictor_convs_stay_float(tmp_path):
     float_convs = [n.name for n in graph.node if n.op_type == "Conv" and n.input[1] in float_init]
     assert any("cls_logits" in n for n in float_convs) and any("box_deltas" in n for n in float_convs)
     assert all("cls_logits" in n or "box_deltas" in n for n in float_convs)  # every other conv is int8
+
+
+def test_dynamic_graph_runs_where_a_level_has_fewer_pairs_than_topk(tmp_path):
+    """k of the per-level top-k is a graph value, not the export size's constant: at 64x64 the top
+    level (P5, 2x2 cells x 9 anchors x 3 classes = 108 pairs) has fewer than topk=200."""
+    ckpt, model = make_checkpoint(tmp_path / "m.pt")
+    path = export_onnx(ckpt, tmp_path / "dyn.onnx")  # dynamic height and width: the default
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.full((1, 3, 64, 64), 114.0)
+    scores, _, _ = session.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        ref = DecodingDetector(model, POST.topk)(x)
+    assert scores.shape == ref.scores.shape == (1, 200 + 200 + 108)
+    np.testing.assert_allclose(scores, ref.scores.numpy(), atol=1e-5)
+
+
+def test_rectangular_onnx_predictions_equal_torch_and_use_one_session_per_shape(tmp_path):
+    ckpt, _ = make_checkpoint(tmp_path / "m.pt")
+    backend = OnnxBackend(export_onnx(ckpt, tmp_path / "m.onnx"), "cpu")
+    torch_backend = TorchBackend(make_checkpoint(tmp_path / "t.pt")[1], POST, torch.device("cpu"))
+    assert backend.stride == torch_backend.stride == 32
+    images = [np.ascontiguousarray(f) for f in frames(n=3)]  # 128 wide, 96-128 high
+    shapes = []
+    original = backend.candidates
+
+    def spy(batch):
+        shapes.append(batch.shape[1:3])
+        return original(batch)
+
+    backend.candidates = spy
+    got = Predictor(backend, POST)([images[0]]) + Predictor(backend, POST)([images[1]])
+    want = Predictor(torch_backend, POST)([images[0]]) + Predictor(torch_backend, POST)([images[1]])
+    assert shapes == [(96, 128), (128, 128)]  # 96 high: already a multiple of 32; 112 -> 128
+    assert_same_detections(got, want)
+    assert sorted(backend._sessions) == [(1, 96, 128), (1, 128, 128)]
+    fixed = OnnxBackend(export_onnx(ckpt, tmp_path / "fixed.onnx", dynamic_size=False), "cpu")
+    assert fixed.stride is None
+    assert_same_detections(Predictor(fixed, POST)([images[0]]), Predictor(torch_backend, POST, rect=False)([images[0]]))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from retina_cli.config import PostprocessConfig
-from retina_cli.data.transforms import boxes_from_letterbox, letterbox, read_image
+from retina_cli.data.transforms import boxes_from_letterbox, letterbox, read_image, rect_shape
 from retina_cli.engine.detector import InferenceModel
 from retina_cli.engine.predict import PredictConfig, run_predict
 from retina_cli.engine.sources import SourceError, resolve_sources
@@ -37,8 +37,10 @@ def write_images(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def reference(model: RetinaNet, image_rgb: np.ndarray, post: PostprocessConfig = POST):
-    """InferenceModel on the letterboxed image, boxes mapped back: (boxes (D, 4), scores (D,), labels (D,))."""
-    canvas, meta = letterbox(image_rgb, model.cfg.img_size)
+    """InferenceModel on the letterboxed image (the rectangle of the top stride, as predict runs
+    it), boxes mapped back: (boxes (D, 4), scores (D,), labels (D,))."""
+    h, w = image_rgb.shape[:2]
+    canvas, meta = letterbox(image_rgb, model.cfg.img_size, rect_shape(w, h, model.cfg.img_size, 2 ** model.cfg.max_level))
     x = torch.from_numpy(canvas).permute(2, 0, 1)[None].float()
     det = InferenceModel(model, post)(x)[0]
     return boxes_from_letterbox(det.boxes, meta).numpy(), det.scores.numpy(), det.labels.numpy()

@@ -71,4 +71,4 @@ def test_one_window_covering_each_image_scores_what_the_plain_eval_scores(setup,
     # the same detections, to COCO's rounding: the loader's letterbox of the RGB file equals the
     # Predictor's of the BGR array, and InferenceModel is DecodingDetector + select_detections
     dets = [json.loads((tmp_path / run / "exp" / "detections.json").read_text()) for run in ("plain", "sliced")]
-    assert len(dets[0]) == 4 * 100 and dets[0] == dets[1]
+    assert 300 < len(dets[0]) <= 4 * 100 and dets[0] == dets[1]
