@@ -139,6 +139,7 @@ RULES: dict[str, Rule] = {
     "max_negatives": _at_least(1),
     "opset": Rule(integer=True, low=17, high=99),
     "calibration_images": _at_least(1),
+    "max_drop": Rule(low=0.0, high=1.0, high_open=True, note="a mAP50-95 difference, e.g. 0.005"),  # retina export --max-drop
     "bn_eps": Rule(low=0.0, high=1.0),
     "train_images": _at_least(1),
     "demo_epochs": _at_least(1),

@@ -17,7 +17,7 @@ from retina_cli.bench.timing import (
 )
 from retina_cli.errors import ConfigError
 
-BACKENDS = ("torch", "onnxruntime", "int8", "openvino")
+BACKENDS = ("torch", "onnxruntime", "int8", "openvino", "openvino-int8")
 COMPARE = ("", "torchvision")
 
 
@@ -194,7 +194,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         warnings.append(
             "this CPU has no AVX-512 BF16 / AMX: PyTorch emulates bfloat16 here and bf16 runs much slower than fp32"
         )
-    if "int8" in opts.backends or "onnxruntime" in opts.backends or "openvino" in opts.backends:
+    if any(b != "torch" for b in opts.backends):
         if device.type != "cpu":
             warnings.append("onnxruntime and openvino subjects run on the CPU")
 
@@ -232,14 +232,14 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         ))
     tmp = tempfile.TemporaryDirectory(prefix="retina-bench-")
     try:
-        for backend in ("onnxruntime", "int8", "openvino"):
+        for backend in ("onnxruntime", "int8", "openvino", "openvino-int8"):
             if backend in opts.backends:
                 if progress:
                     progress(f"exporting the model for {backend}")
                 subjects.append(subj.onnx_subject(
-                    model, post_cfg, Path(tmp.name), int8=backend == "int8",
+                    model, post_cfg, Path(tmp.name), int8=backend in ("int8", "openvino-int8"),
                     calibration=bench_images(size, 8, opts.seed + 1)[0],
-                    runtime="openvino" if backend == "openvino" else "onnxruntime",
+                    runtime="openvino" if backend.startswith("openvino") else "onnxruntime",
                 ))
         if progress:
             progress("checking detections")

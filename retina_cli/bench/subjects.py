@@ -233,8 +233,9 @@ def onnx_subject(
     converted from the same graph): ``preprocess`` (letterbox) -> ``network`` (graph: normalise,
     network, top-k, decode) -> ``postprocess`` (the shared NMS, boxes to image pixels).
 
-    int8 (onnxruntime): the graph quantised statically (QDQ, per-channel weights, activations
-    calibrated on ``calibration`` BGR images), the form onnxruntime runs with integer kernels.
+    int8: the graph quantised statically, activations calibrated on ``calibration`` BGR images:
+    for onnxruntime QDQ pairs with per-channel weights, for OpenVINO NNCF's FakeQuantize pairs
+    (:func:`~retina_cli.export.openvino_int8.quantize_openvino`, without accuracy control).
     """
     from retina_cli.engine.checkpoint import save_checkpoint
     from retina_cli.export.onnx import export_onnx
@@ -244,18 +245,22 @@ def onnx_subject(
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt = work_dir / "bench.pt"
     save_checkpoint(ckpt, model, post_cfg=post_cfg)
-    path = export_onnx(ckpt, work_dir / "bench.onnx")
     size = model.cfg.img_size
-    if int8:
-        if not calibration:
-            raise ConfigError("int8 quantisation needs calibration images")
-        path = quantize_int8(path, [letterbox_batch([im], size)[0] for im in calibration])
+    if int8 and not calibration:
+        raise ConfigError("int8 quantisation needs calibration images")
+    batches = [letterbox_batch([im], size)[0] for im in calibration] if int8 else []
     if runtime == "openvino":
         from retina_cli.export.openvino import OpenVinoBackend, export_openvino
 
-        backend = OpenVinoBackend(export_openvino(ckpt, work_dir / "bench.xml"), "cpu")
+        xml = export_openvino(ckpt, work_dir / "bench.xml")
+        if int8:
+            from retina_cli.export.openvino_int8 import quantize_openvino
+
+            xml = quantize_openvino(xml, batches).path
+        backend = OpenVinoBackend(xml, "cpu")
     else:
-        backend = OnnxBackend(path, "cpu")
+        path = export_onnx(ckpt, work_dir / "bench.onnx")
+        backend = OnnxBackend(quantize_int8(path, batches) if int8 else path, "cpu")
 
     def preprocess(imgs):
         return letterbox_batch(imgs, size)
@@ -270,5 +275,6 @@ def onnx_subject(
 
     stages = [("preprocess", preprocess), ("network", network), ("postprocess", post)]
     if int8:
-        return Subject("onnxruntime int8", stages, None, "int8 QDQ", tolerance=(4.0, 0.05))
+        note = "int8 NNCF (FakeQuantize)" if runtime == "openvino" else "int8 QDQ"
+        return Subject(f"{runtime} int8", stages, None, note, tolerance=(4.0, 0.05))
     return Subject(runtime, stages, None, "fp32")

@@ -99,7 +99,7 @@ def bench(
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC tensors for our model."),
     winograd: bool = typer.Option(True, "--winograd/--no-winograd", help="On CPU in fp32: our wide 3x3 convolutions as Winograd F(4x4, 3x3)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile our network (inductor, frozen weights)."),
-    backends: str = typer.Option("torch", "--backends", help="Comma list of torch, onnxruntime, int8 (onnxruntime, statically quantised), openvino."),
+    backends: str = typer.Option("torch", "--backends", help="Comma list of torch, onnxruntime, int8 (onnxruntime, statically quantised), openvino, openvino-int8 (NNCF)."),
     train: bool = typer.Option(True, "--train/--no-train", help="Also time a training step."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Also measure peak memory."),
     data: str = typer.Option("", "--data", help="Dataset for mAP of each checkpoint (speed/accuracy)."),

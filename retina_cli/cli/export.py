@@ -16,22 +16,50 @@ def export(
     out: str = typer.Option("", "--out", help="Output file (default: the checkpoint's path with .onnx, or .xml for openvino)."),
     dynamic_size: bool = typer.Option(True, "--dynamic-size/--fixed-size", help="Dynamic height and width (the default: predict and eval then run rectangular inputs, 640x480 at 640x512 rather than 640x640); --fixed-size: only the checkpoint's square img_size."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)."),
-    int8: bool = typer.Option(False, "--int8", help="Also write <name>.int8.onnx: convolutions quantised to int8 (static, calibrated on --calibration images)."),
-    calibration: str = typer.Option("", "--calibration", help="Dataset whose images calibrate --int8 (its training split)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write <name>.int8.onnx (or .int8.xml for openvino): convolutions quantised to int8 (static, calibrated on --calibration images)."),
+    calibration: str = typer.Option("", "--calibration", help="Dataset whose images calibrate --int8 (its training split; openvino also checks mAP on its val split)."),
     calibration_images: int = typer.Option(32, "--calibration-images", help="How many images calibrate --int8."),
+    max_drop: float = typer.Option(0.005, "--max-drop", help="openvino --int8: the val mAP50-95 int8 may lose against fp32; the layers that cost most go back to float until it holds."),
+    accuracy_control: bool = typer.Option(True, "--accuracy-control/--no-accuracy-control", help="openvino --int8: check int8 against fp32 on the val split (--max-drop); --no-accuracy-control quantises without checking."),
 ) -> None:
     """Export network + box decoding to ONNX or OpenVINO IR (dynamic batch and size); NMS runs in
     `retina predict model.onnx` (or model.xml).
-    `--int8 --calibration DATA` adds a statically quantised model for onnxruntime's integer kernels."""
+    `--int8 --calibration DATA` adds a statically quantised model: for onnxruntime's integer
+    kernels, or (openvino) quantised with NNCF and kept within --max-drop mAP50-95 of fp32 on
+    DATA's val split."""
     from retina_cli import validation
 
-    validation.check_flags(opset=opset, calibration_images=calibration_images)
+    validation.check_flags(opset=opset, calibration_images=calibration_images, max_drop=max_drop)
     from retina_cli.export.formats import export_model
 
     out_console = console()
-    done = export_model(checkpoint, fmt, out or None, dynamic_size, opset, int8, calibration, calibration_images)
+    err = console(stderr=True)
+    done = export_model(checkpoint, fmt, out or None, dynamic_size, opset, int8, calibration, calibration_images,
+                        max_drop if accuracy_control else None, progress=lambda msg: err.print(msg, highlight=False))
     path = done.path
-    out_console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); run it with: retina predict {path} SOURCE", highlight=False)
+    out_console.print(f"wrote {path} ({_megabytes(path)} MB); run it with: retina predict {path} SOURCE", highlight=False)
     if done.int8 is not None:
         q = done.int8
-        out_console.print(f"wrote {q} ({q.stat().st_size / 1e6:.1f} MB, int8, calibrated on {calibration_images} images of {calibration})", highlight=False)
+        out_console.print(f"wrote {q} ({_megabytes(q)} MB, int8, calibrated on {calibration_images} images of {calibration})", highlight=False)
+    if done.report is not None:
+        out_console.print(int8_summary(done.report), highlight=False)
+
+
+def _megabytes(path: Path) -> str:
+    """The model's size: an IR's .xml with its .bin."""
+    size = path.stat().st_size
+    if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
+        size += path.with_suffix(".bin").stat().st_size
+    return f"{size / 1e6:.1f}"
+
+
+def int8_summary(report) -> str:
+    """One line: how much of the model runs in int8, and what it costs on the val split."""
+    line = f"int8: {report.quantized} of {report.convolutions} convolutions quantised"
+    restored = [n for n in report.kept_float if "cls_logits" not in n and "box_deltas" not in n]
+    if restored:
+        line += f" ({len(restored)} put back in float to keep mAP: {', '.join(restored[:4])}{', ...' if len(restored) > 4 else ''})"
+    if report.fp32_map is None:
+        return line + "; not checked against fp32 (no val split, or --no-accuracy-control)"
+    return (line + f"; val mAP50-95 {report.fp32_map:.4f} fp32 -> {report.int8_map:.4f} int8 on {report.validation_images} images"
+            f" (allowed drop {report.max_drop})")

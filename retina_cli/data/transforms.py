@@ -128,16 +128,17 @@ def letterbox(image: np.ndarray, size: int, canvas: tuple[int, int] | None = Non
     return place(image, meta.shape, meta.scale, int(meta.pad_x), int(meta.pad_y)), meta
 
 
-def letterbox_batch(images_bgr: Sequence[np.ndarray], size: int, stride: int | None = None) -> tuple[np.ndarray, list[LetterboxMeta]]:
+def letterbox_batch(images_bgr: Sequence[np.ndarray], size: int, stride: int | None = None,
+                    canvas: tuple[int, int] | None = None) -> tuple[np.ndarray, list[LetterboxMeta]]:
     """BGR ``(H_i, W_i, 3)`` uint8 images -> RGB ``(N, H_c, W_c, 3)`` uint8 batch and the metas.
 
     stride None: the square ``size x size``. A stride: the smallest rectangle that holds every
     image of the batch (:func:`rect_shape`, the largest of them), each image centred on it.
-    BGR -> RGB on the small canvases: the resize works per channel, so this equals letterboxing
-    the RGB image.
+    ``canvas`` = ``(H_c, W_c)``: that rectangle, already known to the caller (it must hold every
+    image at ``size``). BGR -> RGB on the small canvases: the resize works per channel, so this
+    equals letterboxing the RGB image.
     """
-    canvas = None
-    if stride is not None:
+    if canvas is None and stride is not None:
         shapes = np.array([rect_shape(im.shape[1], im.shape[0], size, stride) for im in images_bgr])
         canvas = (int(shapes[:, 0].max()), int(shapes[:, 1].max()))
     boxed = [letterbox(im, size, canvas) for im in images_bgr]

@@ -83,7 +83,7 @@ def evaluate_backend(
         advance = lambda: progress.advance(1)  # noqa: E731
     try:
         if slicing is None:
-            res = _evaluate_letterboxed(backend, records, post_cfg, batch_size, workers, advance)
+            res = evaluate_letterboxed(backend, records, post_cfg, batch_size, workers, advance)
         else:
             res = _evaluate_sliced(backend, records, post_cfg, slicing, batch_size, advance)
     finally:
@@ -92,9 +92,11 @@ def evaluate_backend(
     return Evaluation(res, list(records), tuple(model_cfg.class_names), split, slicing)
 
 
-def _evaluate_letterboxed(backend: Any, records: list[Any], post_cfg: PostprocessConfig, batch_size: int, workers: int,
-                          advance: Any) -> EvalResult:
-    """The whole images, letterboxed by the data loader, through the backend's network in batches."""
+def evaluate_letterboxed(backend: Any, records: list[Any], post_cfg: PostprocessConfig, batch_size: int = 8, workers: int = 2,
+                         advance: Any = None) -> EvalResult:
+    """The whole images of ``records``, letterboxed by the data loader, through the backend's
+    network in batches, scored by COCOeval (image ids: record index + 1). advance: called once
+    per image, or None."""
     from retina_cli.data.loader import make_loader
 
     if backend.name == "torch":

@@ -262,15 +262,16 @@ class Predictor:
         for i, im in enumerate(images):
             groups.setdefault(rect_shape(im.shape[1], im.shape[0], self.size, self.stride), []).append(i)
         out: list[FrameResult | None] = [None] * len(images)
-        for idx in groups.values():
-            for i, r in zip(idx, self._run([images[i] for i in idx])):
+        for canvas, idx in groups.items():
+            for i, r in zip(idx, self._run([images[i] for i in idx], canvas)):
                 out[i] = r
         return out  # type: ignore[return-value]
 
-    def _run(self, images: Sequence[np.ndarray]) -> list[FrameResult]:
-        """One network call on ``images`` letterboxed onto one canvas."""
+    def _run(self, images: Sequence[np.ndarray], canvas: tuple[int, int] | None = None) -> list[FrameResult]:
+        """One network call on ``images`` letterboxed onto one canvas (``(H, W)``; None: the
+        batch's own, :func:`letterbox_batch`)."""
         with self.timer("preprocess"):
-            batch, metas = letterbox_batch(images, self.size, self.stride)  # (N, H, W, 3) RGB
+            batch, metas = letterbox_batch(images, self.size, self.stride, canvas)  # (N, H, W, 3) RGB
         with self.timer("network"):
             cand = self.backend.candidates(batch)
         with self.timer("postprocess"):

@@ -12,6 +12,7 @@ openvino is optional: ``pip install 'retina-cli[openvino]'``.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 
 from retina_cli.errors import ConfigError
 from retina_cli.export import METADATA_KEY, ExportError
+from retina_cli.export.shapes import ShapeCache
 from retina_cli.postprocess import Candidates
 
 OUTPUTS = ("scores", "labels", "boxes")
@@ -60,9 +62,16 @@ def export_openvino(checkpoint: str | Path, out: str | Path | None = None, dynam
         model.set_rt_info(meta, [METADATA_KEY])
         staged = Path(tmp) / out.name
         ov.save_model(model, str(staged), compress_to_fp16=False)
-        staged.with_suffix(".bin").replace(out.with_suffix(".bin"))
-        staged.replace(out)
+        move_ir(staged, out)
     return out
+
+
+def move_ir(src: Path, dst: Path) -> Path:
+    """Move an IR (``src`` .xml and the .bin beside it) to ``dst``: the .bin first, then the .xml
+    that names it by stem, so a reader never finds an .xml without its weights. -> ``dst``."""
+    Path(src).with_suffix(".bin").replace(Path(dst).with_suffix(".bin"))
+    Path(src).replace(dst)
+    return Path(dst)
 
 
 class OpenVinoBackend:
@@ -96,18 +105,21 @@ class OpenVinoBackend:
         text = self.model.get_rt_info([METADATA_KEY]).astype(str) if self.model.has_rt_info([METADATA_KEY]) else None
         self.model_cfg, self.post_cfg, self.stride = parse_metadata(path, text)
         self.path, self.precision, self.device = path, precision, "CPU"
-        self._compiled: dict[tuple[int, ...], Any] = {}
+        # the model compiled for inputs (N, 3, H, W), keyed by (N, H, W), on first use
+        self.compiled: ShapeCache[Any] = ShapeCache(self._compile, self.max_shapes)
 
-    def compiled(self, shape: tuple[int, int, int]) -> Any:
-        """The model compiled for inputs ``(N, 3, H, W)`` with ``shape`` = (N, H, W), on first use."""
-        if shape not in self._compiled:
-            if len(self._compiled) >= self.max_shapes:
-                self._compiled.pop(next(iter(self._compiled)))
-            model = self.model.clone()
-            model.reshape({"images": [shape[0], 3, shape[1], shape[2]]})
-            config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
-            self._compiled[shape] = self.core.compile_model(model, self.device, config)
-        return self._compiled[shape]
+    def wrap(self, compiled: Any) -> "OpenVinoBackend":
+        """This backend's model and configs around a model already compiled (with dynamic shapes it
+        takes any input), as NNCF hands one to the validation function of accuracy control."""
+        other = copy.copy(self)
+        other.compiled = lambda _shape: compiled
+        return other
+
+    def _compile(self, shape: tuple[int, int, int]) -> Any:
+        model = self.model.clone()
+        model.reshape({"images": [shape[0], 3, shape[1], shape[2]]})
+        config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
+        return self.core.compile_model(model, self.device, config)
 
     def candidates(self, batch: np.ndarray) -> Candidates:
         images = batch.transpose(0, 3, 1, 2).astype(np.float32)  # (N, 3, H, W) 0..255

@@ -12,6 +12,7 @@ import torch
 from retina_cli.config import ModelConfig, PostprocessConfig, from_dict
 from retina_cli.errors import ConfigError
 from retina_cli.export import METADATA_FORMAT, METADATA_KEY, ExportError, require
+from retina_cli.export.shapes import ShapeCache
 from retina_cli.postprocess import Candidates
 
 
@@ -62,7 +63,8 @@ class OnnxBackend:
         session = self._open(None)
         self.model_cfg, self.post_cfg, self.stride = read_metadata(path, session)
         self.device = session.get_providers()[0]
-        self._sessions: dict[tuple[int, ...], Any] = {}
+        # the session for inputs of (N, H, W), opened on first use
+        self.session: ShapeCache[Any] = ShapeCache(self._open, self.max_shapes)
 
     def _open(self, shape: tuple[int, int, int] | None) -> Any:
         """A session; with ``shape`` = (N, H, W) the graph's free dimensions are fixed to it, so
@@ -74,15 +76,6 @@ class OnnxBackend:
             return self._ort.InferenceSession(str(self.path), opts, providers=self._providers)
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf types
             raise ExportError(f"{self.path}: onnxruntime cannot load this model ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
-
-    def session(self, shape: tuple[int, int, int]) -> Any:
-        """The session for inputs of ``shape`` = (N, H, W), opened on first use; the oldest of
-        :attr:`max_shapes` is let go."""
-        if shape not in self._sessions:
-            if len(self._sessions) >= self.max_shapes:
-                self._sessions.pop(next(iter(self._sessions)))
-            self._sessions[shape] = self._open(shape)
-        return self._sessions[shape]
 
     def candidates(self, batch: np.ndarray) -> Candidates:
         images = batch.transpose(0, 3, 1, 2).astype(np.float32)  # (N, 3, H, W) 0..255

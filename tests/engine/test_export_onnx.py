@@ -160,7 +160,7 @@ def test_rectangular_onnx_predictions_equal_torch_and_use_one_session_per_shape(
     want = Predictor(torch_backend, POST)([images[0]]) + Predictor(torch_backend, POST)([images[1]])
     assert shapes == [(96, 128), (128, 128)]  # 96 high: already a multiple of 32; 112 -> 128
     assert_same_detections(got, want)
-    assert sorted(backend._sessions) == [(1, 96, 128), (1, 128, 128)]
+    assert sorted(backend.session.shapes()) == [(1, 96, 128), (1, 128, 128)]
     fixed = OnnxBackend(export_onnx(ckpt, tmp_path / "fixed.onnx", dynamic_size=False), "cpu")
     assert fixed.stride is None
     assert_same_detections(Predictor(fixed, POST)([images[0]]), Predictor(torch_backend, POST, rect=False)([images[0]]))

@@ -40,10 +40,10 @@ def test_openvino_detections_equal_torch_at_each_rectangular_shape(tmp_path):
     got = [r for im in images for r in Predictor(backend, POST)([im])]
     want = [r for im in images for r in Predictor(torch_backend, POST)([im])]
     assert_same_detections(got, want)
-    assert sorted(backend._compiled) == [(1, 96, 128), (1, 128, 128)]  # 96, 112 -> 128, 128
+    assert sorted(backend.compiled.shapes()) == [(1, 96, 128), (1, 128, 128)]  # 96, 112 -> 128, 128
     square = Predictor(backend, POST, rect=False)(images[:2])  # one batch of 2 at the square size
     assert_same_detections(square, Predictor(torch_backend, POST, rect=False)(images[:2]))
-    assert (2, 128, 128) in backend._compiled
+    assert (2, 128, 128) in backend.compiled.shapes()
 
 
 def test_predict_and_eval_take_the_xml_model(tmp_path):
@@ -83,8 +83,8 @@ def test_clear_errors(tmp_path, monkeypatch):
     ckpt, _ = make_checkpoint(tmp_path / "m.pt")
     with pytest.raises(ExportError, match=r"\.xml file"):
         export_openvino(ckpt, tmp_path / "m.onnx")
-    with pytest.raises(ExportError, match="--int8 is for --format onnx"):
-        export_model(ckpt, "openvino", int8=True, calibration="x")
+    with pytest.raises(ExportError, match="--max-drop 2"):
+        export_model(ckpt, "openvino", int8=True, calibration="x", max_drop=2)
     with pytest.raises(ExportError, match="no such OpenVINO model"):
         OpenVinoBackend(tmp_path / "none.xml")
     (tmp_path / "junk.xml").write_text("<junk/>")
