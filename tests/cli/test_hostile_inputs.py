@@ -145,6 +145,7 @@ NUMBERS = [
     ("predict", ["--slice", "64", "--slice-merge", "bogus"], "bogus"),
     ("export", ["--opset", "5"], "--opset must be an integer in [17, 99]"),
     ("export", ["--calibration-images", "0"], "--calibration-images must be an integer >= 1"),
+    ("export", ["--max-drop", "-0.1"], "--max-drop must be a finite number in [0, 1)"),
     *[("bench", [flag, v], f"{flag} must be") for flag, v in (
         ("--img-size", "0"), ("--num-classes", "0"), ("--fpn-channels", "0"), ("--head-depth", "-1"),
         ("--head-width", "0"), ("--conf", NAN), ("--iou", "0"), ("--topk", "0"), ("--max-det", "0"), ("--batch", "0"),
