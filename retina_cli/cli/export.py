@@ -56,9 +56,9 @@ def _megabytes(path: Path) -> str:
 def int8_summary(report) -> str:
     """One line: how much of the model runs in int8, and what it costs on the val split."""
     line = f"int8: {report.quantized} of {report.convolutions} convolutions quantised"
-    restored = [n for n in report.kept_float if "cls_logits" not in n and "box_deltas" not in n]
-    if restored:
-        line += f" ({len(restored)} put back in float to keep mAP: {', '.join(restored[:4])}{', ...' if len(restored) > 4 else ''})"
+    if report.groups:
+        shown = ", ".join(report.groups[:4]) + (", ..." if len(report.groups) > 4 else "")
+        line += f" ({len(report.restored)} put back in float to keep mAP: {shown})"
     if report.fp32_map is None:
         return line + "; not checked against fp32 (no val split, or --no-accuracy-control)"
     return (line + f"; val mAP50-95 {report.fp32_map:.4f} fp32 -> {report.int8_map:.4f} int8 on {report.validation_images} images"

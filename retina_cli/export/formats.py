@@ -41,7 +41,7 @@ def export_model(
     ``<name>.int8.onnx`` (``<name>.int8.xml`` for openvino), calibrated on ``calibration_images``
     training images of the dataset ``calibration`` (required with int8). max_drop (openvino):
     the mAP50-95 the int8 model may lose against fp32 on that dataset's val split, layers put back
-    in float until it holds (NNCF accuracy control); None quantises without checking. progress:
+    in float until it holds (accuracy control); None quantises without checking. progress:
     a callable taking a one-line message, or None."""
     if format not in FORMATS:
         raise ExportError(f"--format {format!r}: supported formats are {', '.join(FORMATS)}")
@@ -88,6 +88,7 @@ def _export_openvino(checkpoint: str | Path, path: Path, dynamic_size: bool, int
                      calibration_images: int, max_drop: float | None, progress: Any) -> Exported:
     import tempfile
 
+    from retina_cli.data import load_dataset
     from retina_cli.engine.runs import output_file
     from retina_cli.export.openvino import OpenVinoBackend, export_openvino, move_ir
 
@@ -103,8 +104,9 @@ def _export_openvino(checkpoint: str | Path, path: Path, dynamic_size: bool, int
     with tempfile.TemporaryDirectory(prefix=f".{path.stem}.", dir=path.parent) as tmp:
         fp32 = export_openvino(checkpoint, Path(tmp) / path.name, dynamic_size)
         model_cfg = OpenVinoBackend(fp32, "cpu").model_cfg
-        batches = calibration_batches(str(calibration), model_cfg.img_size, calibration_images)
-        records = validation_records(str(calibration), model_cfg) if max_drop is not None else []
+        dataset = load_dataset(str(calibration))  # indexed once, for both
+        batches = calibration_batches(str(calibration), model_cfg.img_size, calibration_images, dataset=dataset)
+        records = validation_records(str(calibration), model_cfg, dataset=dataset) if max_drop is not None else []
         report = quantize_openvino(fp32, batches, Path(tmp) / int8_path.name, records or None,
                                    max_drop if max_drop is not None else DEFAULT_MAX_DROP, progress)
         move_ir(report.path, int8_path)
@@ -112,12 +114,12 @@ def _export_openvino(checkpoint: str | Path, path: Path, dynamic_size: bool, int
     return Exported(path, int8_path, replace(report, path=int8_path))
 
 
-def validation_records(data: str, model_cfg: Any, split: str = "val") -> list[Any]:
+def validation_records(data: str, model_cfg: Any, split: str = "val", dataset: Any = None) -> list[Any]:
     """The labelled records of ``data``'s ``split`` in the model's class order ([] when the split
-    is absent or empty: int8 is then not checked against fp32)."""
+    is absent or empty: int8 is then not checked against fp32). dataset: ``data`` already loaded, or None."""
     from retina_cli.data import load_dataset
     from retina_cli.engine.evaluation_run import align_classes
 
-    dataset = load_dataset(data)
+    dataset = dataset or load_dataset(data)
     records = dataset.splits.get(split) or []
     return align_classes(list(records), dataset.class_names, tuple(model_cfg.class_names), data) if records else []

@@ -110,7 +110,7 @@ class OpenVinoBackend:
 
     def wrap(self, compiled: Any) -> "OpenVinoBackend":
         """This backend's model and configs around a model already compiled (with dynamic shapes it
-        takes any input), as NNCF hands one to the validation function of accuracy control."""
+        takes any input), as int8 accuracy control validates one."""
         other = copy.copy(self)
         other.compiled = lambda _shape: compiled
         return other

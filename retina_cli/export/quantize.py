@@ -60,14 +60,15 @@ def quantize_int8(path: Path, batches: Sequence[np.ndarray], out: Path | None = 
 
 
 def calibration_batches(data: str, img_size: int, count: int = 32, split: str = "train", data_format: str = "auto",
-                        seed: int = 0) -> list[np.ndarray]:
-    """``count`` images of a dataset split (a seeded sample), letterboxed: ``(1, S, S, 3)`` uint8 RGB."""
+                        seed: int = 0, dataset: Any = None) -> list[np.ndarray]:
+    """``count`` images of a dataset split (a seeded sample), letterboxed: ``(1, S, S, 3)`` uint8 RGB.
+    dataset: ``data`` already loaded (:func:`retina_cli.data.load_dataset`), or None to load it."""
     from retina_cli.data import load_dataset
     from retina_cli.data.images import read_image
     from retina_cli.data.transforms import letterbox
     from retina_cli.errors import DataError
 
-    records = load_dataset(data, data_format).splits.get(split) or []
+    records = (dataset or load_dataset(data, data_format)).splits.get(split) or []
     if not records:
         raise DataError(f"{data}: no images in split {split!r} to calibrate int8 with")
     rng = np.random.default_rng(seed)

@@ -78,13 +78,13 @@ def test_int8_ir_keeps_the_predictors_float_and_detects_like_fp32(tmp_path, data
     assert agree > 0.7, agree
 
 
-def test_accuracy_control_puts_the_costliest_layers_back_in_float(tmp_path, data):
-    """With its own detections as val labels the fp32 model scores ~1 and int8 measurably less;
-    max_drop 0 makes accuracy control restore a layer group (capped at one here: each group costs
-    a validation, and the ranking one per quantised layer)."""
+def test_accuracy_control_report_matches_the_written_model(tmp_path, data):
+    """With its own detections as val labels the fp32 model scores ~1 and int8 less; max_drop 0
+    sends accuracy control through the ranking and the restore search (capped at 2 groups)."""
     import shutil
 
     from retina_cli.export.formats import validation_records
+    from retina_cli.export.int8_restore import group_key
     from retina_cli.export.openvino import export_openvino
     from retina_cli.export.openvino_int8 import quantize_openvino
     from retina_cli.export.quantize import calibration_batches
@@ -94,14 +94,62 @@ def test_accuracy_control_puts_the_costliest_layers_back_in_float(tmp_path, data
     pseudo_labelled(root, ckpt)
     xml = export_openvino(ckpt, tmp_path / "m.xml")
     records = validation_records(str(root), model.cfg)
-    r = quantize_openvino(xml, calibration_batches(str(root), 128, 4), validation=records, max_drop=0.0, max_restored=1)
+    r = quantize_openvino(xml, calibration_batches(str(root), 128, 4), validation=records, max_drop=0.0, max_restored=2)
     assert r.validation_images == 4 and r.max_drop == 0.0
     assert r.fp32_map > 0.8 and 0.0 <= r.int8_map <= 1.0
-    restored = [n for n in r.kept_float if "cls_logits" not in n and "box_deltas" not in n]
-    assert restored and r.quantized == r.convolutions - len(r.kept_float)
+    assert len(r.groups) <= 2 and sorted({group_key(n) for n in r.restored}) == sorted(r.groups)
+    assert r.quantized == r.convolutions - len(r.kept_float)
     # what the report says is what the written model holds
     total, floating = conv_precisions(OpenVinoBackend(r.path, "cpu").model)
     assert (total, tuple(floating)) == (r.convolutions, r.kept_float)
+
+
+def test_restore_finds_the_shortest_prefix_of_the_ranking(tmp_path, data):
+    """The search on a real int8 graph with a validation that scores how many groups are float:
+    doubling (1, 2, 4, 8), then halving the gap (6, 5) finds the 5 groups the bound needs."""
+    import nncf
+    import openvino as ov
+
+    from retina_cli.export.int8_restore import layer_groups, rank_groups, restore_accuracy, with_float
+    from retina_cli.export.openvino import export_openvino
+    from retina_cli.export.openvino_int8 import FLOAT_PATTERNS
+    from retina_cli.export.quantize import calibration_batches
+
+    ckpt, _ = make_checkpoint(tmp_path / "m.pt", names=NAMES)
+    fp32 = OpenVinoBackend(export_openvino(ckpt, tmp_path / "m.xml"), "cpu").model
+    batches = calibration_batches(str(data), 128, 3)
+    inputs = [b.transpose(0, 3, 1, 2).astype(np.float32) for b in batches]
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+    q = nncf.quantize(fp32.clone(), nncf.Dataset(inputs), subset_size=3,
+                      ignored_scope=nncf.IgnoredScope(patterns=list(FLOAT_PATTERNS), validate=False),
+                      advanced_parameters=AdvancedQuantizationParameters(backend_params={"compress_weights": False}))
+    groups = layer_groups(q)
+    n = len(groups)
+    assert n >= 8 and all(len(v) == 3 for k, v in groups.items() if k.startswith("head/"))  # one per level
+    core = ov.Core()
+
+    def compile(model):
+        return core.compile_model(model, "CPU")
+
+    ranking = rank_groups(q, fp32, groups, inputs[:1], compile, FLOAT_PATTERNS)
+    assert sorted(k for k, _ in ranking) == sorted(groups) and all(e >= 0 for _, e in ranking)
+    # every group in float is the fp32 model: no error left
+    everything = with_float(q, [c for v in groups.values() for c in v])
+    assert layer_groups(everything) == {}
+
+    def validate(model):
+        return 1.0 - len(layer_groups(model)) / n
+
+    said = []
+    done = restore_accuracy(q, fp32, inputs[:1], validate, 1.0, 0.0, 1.0 - 5 / n + 1e-9, 16, compile,
+                            FLOAT_PATTERNS, said.append)
+    assert len(done.groups) == 5 and done.tried == 6 and done.ranked == n
+    assert set(layer_groups(q)) - set(layer_groups(done.model)) == set(done.groups)
+    assert done.int8_map == pytest.approx(5 / n)
+    # a bound out of reach within max_restored: the best prefix tried (the longest) is kept
+    capped = restore_accuracy(q, fp32, inputs[:1], validate, 1.0, 0.0, 0.0, 3, compile, FLOAT_PATTERNS, said.append)
+    assert len(capped.groups) == 3 and capped.tried == 3
 
 
 def test_cli_export_int8_openvino_prints_the_check_and_predict_takes_it(tmp_path, data):
