@@ -23,4 +23,6 @@ def test_openvino_int8_cases_pass_in_their_own_process():
            str(here / "openvino_int8_cases.py")]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=here.parent.parent)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert "5 passed" in res.stdout, res.stdout[-2000:]
+    cases = (here / "openvino_int8_cases.py").read_text().count("\ndef test_")
+    assert cases > 0
+    assert f"{cases} passed" in res.stdout, res.stdout[-2000:]
