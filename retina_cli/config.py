@@ -195,6 +195,7 @@ class TrainConfig:
     freeze_stride: int = 0  # backbone layers that run at strides <= this (before the first coarser one) are not trained
     channels_last: bool = True  # NHWC weights and batches: faster convolutions (oneDNN, cuDNN with AMP)
     winograd: bool = True  # on CPU without amp: wide 3x3 stride-1 convs as Winograd F(4x4, 3x3)
+    fold_bn: bool = True  # frozen backbone BatchNorm applied by the convolution before it (same weights and state_dict)
     amp: bool = False  # float16 autocast + GradScaler on CUDA, bfloat16 autocast on CPU
     ema: bool = False
     ema_decay: float = 0.9998

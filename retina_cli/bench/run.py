@@ -47,6 +47,7 @@ class BenchOptions:
     precision: str = "fp32"
     channels_last: bool = True
     winograd: bool = True
+    fold_bn: bool = True
     compile: bool = False
     backends: tuple[str, ...] = ("torch",)
     compare: str = ""
@@ -228,7 +229,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     if "torch" in opts.backends:
         subjects.append(subj.retina_subject(
             model, post_cfg, loss_cfg, device, train_images, train_targets if opts.train else None,
-            opts.precision, opts.channels_last, opts.compile, winograd=opts.winograd,
+            opts.precision, opts.channels_last, opts.compile, winograd=opts.winograd, fold_bn=opts.fold_bn,
         ))
     tmp = tempfile.TemporaryDirectory(prefix="retina-bench-")
     try:

@@ -18,7 +18,7 @@ from retina_cli.data.batch import pad_targets
 from retina_cli.data.transforms import boxes_from_letterbox, letterbox_batch
 from retina_cli.bench.timing import Subject
 from retina_cli.engine.detector import InferenceModel, TrainingModel, prepare_inference
-from retina_cli.engine.trainer import freeze_backbone_bn
+from retina_cli.engine.trainer import fold_training_bn, freeze_backbone_bn
 from retina_cli.errors import ConfigError
 from retina_cli.model.retinanet import RetinaNet
 from retina_cli.speed.winograd import WinogradConv2d, winograd_convs
@@ -48,6 +48,7 @@ def retina_subject(
     compile: bool = False,
     name: str = "retina",
     winograd: bool = True,
+    fold_bn: bool = True,
 ) -> Subject:
     """Our model: inference ``preprocess`` (letterbox, to tensor, normalise) -> ``network`` ->
     ``postprocess`` (anchors, top-k, decode, NMS, boxes back to image pixels); training (when
@@ -95,6 +96,9 @@ def retina_subject(
     freeze_backbone_bn(trainer.model)
     if winograd and device.type == "cpu" and precision == "fp32":
         winograd_convs(trainer.model)
+    folded = fold_training_bn(trainer.model, device, fmt) if fold_bn else 0
+    if folded:
+        note += f", {folded} BatchNorms folded in training"
     opt = _sgd(trainer.parameters())
     x_train = torch.from_numpy(letterbox_batch(images, size)[0]).to(device).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
     gt = pad_targets([torch.from_numpy(b) for b, _ in targets], [torch.from_numpy(lab) for _, lab in targets]).to(device)

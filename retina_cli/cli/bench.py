@@ -98,6 +98,7 @@ def bench(
     precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast) for our PyTorch model."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC tensors for our model."),
     winograd: bool = typer.Option(True, "--winograd/--no-winograd", help="On CPU in fp32: our wide 3x3 convolutions as Winograd F(4x4, 3x3)."),
+    fold_bn: bool = typer.Option(True, "--fold-bn/--no-fold-bn", help="Training step: frozen backbone BatchNorm computed by the convolution before it (as retina train does)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile our network (inductor, frozen weights)."),
     backends: str = typer.Option("torch", "--backends", help="Comma list of torch, onnxruntime, int8 (onnxruntime, statically quantised), openvino, openvino-int8 (NNCF)."),
     train: bool = typer.Option(True, "--train/--no-train", help="Also time a training step."),
@@ -139,7 +140,7 @@ def bench(
         ),
         post=PostprocessConfig(score_thresh=conf, nms_thresh=iou, topk=topk, max_det=max_det),
         batch=batch, train_batch=train_batch, threads=threads, device=device, runs=runs, warmup=warmup,
-        precision=precision, channels_last=channels_last, winograd=winograd, compile=compile,
+        precision=precision, channels_last=channels_last, winograd=winograd, fold_bn=fold_bn, compile=compile,
         backends=tuple(b.strip() for b in backends.split(",") if b.strip()), compare=compare, train=train,
         memory=memory, score_bias=score_bias, seed=seed,
     )

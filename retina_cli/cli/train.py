@@ -76,6 +76,7 @@ def train(
     freeze_bn: Optional[bool] = typer.Option(None, "--freeze-bn/--no-freeze-bn", help="Freeze backbone BatchNorm."),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="NHWC weights and batches (faster convolutions on CPU and with AMP)."),
     winograd: Optional[bool] = typer.Option(None, "--winograd/--no-winograd", help="On CPU without --amp: 3x3 stride-1 convolutions of >= 96 channels as Winograd F(4x4, 3x3) (4x fewer multiply-adds)."),
+    fold_bn: Optional[bool] = typer.Option(None, "--fold-bn/--no-fold-bn", help="Frozen backbone BatchNorm computed by the convolution before it (scaled weights; same checkpoint): one pass over the activations less per BatchNorm, forward and backward."),
     freeze_backbone: Optional[bool] = typer.Option(None, "--freeze-backbone", help="Train only FPN and head."),
     freeze_stride: Optional[int] = typer.Option(None, "--freeze-stride", help="Do not train the backbone layers that run at strides up to this (4: stem and first stage; 0: train all). For fine-tuning from ImageNet weights: their backward pass is skipped."),
     amp: Optional[bool] = typer.Option(None, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),

@@ -28,6 +28,7 @@ from retina_cli.engine.reporting import LineReporter, Reporter, SilentReporter
 from retina_cli.errors import ConfigError, RetinaError
 from retina_cli.model.retinanet import RetinaNet
 from retina_cli.model.freeze import freeze_early_layers
+from retina_cli.speed.fold_frozen_bn import fold_frozen_batchnorm
 from retina_cli.speed.winograd import winograd_convs
 
 METRIC_FIELDS = ("epoch", "loss", "cls", "box", "lr", "images_per_s", "AP", "AP50", "AP75", "epoch_s")
@@ -87,6 +88,15 @@ def freeze_backbone_bn(model: RetinaNet) -> None:
     model.backbone = freeze_batch_norm_2d(model.backbone)
 
 
+def fold_training_bn(model: RetinaNet, device: torch.device, memory_format: torch.memory_format) -> int:
+    """The frozen backbone BatchNorms folded into their convolutions for training
+    (:mod:`retina_cli.speed.fold_frozen_bn`); returns how many."""
+    side = 2 ** (model.cfg.max_level + 1)  # the smallest input whose top level is 2x2 (GroupNorm needs > 1 value)
+    dtype = next(model.parameters()).dtype
+    example = torch.randn(1, 3, side, side, device=device, dtype=dtype).contiguous(memory_format=memory_format)
+    return fold_frozen_batchnorm(model, example)
+
+
 def augment_config(cfg: TrainConfig) -> AugmentConfig:
     return AugmentConfig(hflip=cfg.hflip, scale_jitter=(cfg.scale_min, cfg.scale_max), color_jitter=cfg.color_jitter)
 
@@ -133,6 +143,8 @@ class Trainer:
             freeze_early_layers(model.backbone, cfg.freeze_stride)
         if cfg.winograd and device.type == "cpu" and not cfg.amp:
             winograd_convs(model)  # same parameters and state_dict; only the forward/backward change
+        if cfg.fold_bn:  # after Winograd: a folded convolution may be a Winograd one
+            fold_training_bn(model, device, self.memory_format)
 
         self.train_model: nn.Module = TrainingModel(model, loss_cfg).to(device)
         if dist.enabled:

@@ -9,6 +9,8 @@ names, so any timm backbone is handled without knowing its layout.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -28,10 +30,12 @@ def _is_bn(m: nn.Module) -> bool:
     return type(m) in _BN_TYPES or (isinstance(m, nn.BatchNorm2d) and not m.training)
 
 
-def conv_bn_pairs(model: nn.Module, example: Tensor) -> tuple[list[tuple[str, str]], object]:
+def conv_bn_pairs(
+    model: nn.Module, example: Tensor, is_norm: Callable[[nn.Module], bool] = _is_bn,
+) -> tuple[list[tuple[str, str]], object]:
     """Names of (conv, BatchNorm) where the BatchNorm's only input is the conv's output and no
     other module reads it, from one forward pass of ``example`` ``(N, C, H, W)`` through ``model``;
-    and the model's output on ``example``."""
+    and the model's output on ``example``. ``is_norm`` says which modules count as BatchNorm."""
     outputs: dict[int, str] = {}  # output storage pointer -> conv name
     readers: dict[int, list[str]] = {}  # input storage pointer -> modules that read it
     alive: list[object] = []  # every output kept, so no pointer is reused during the pass
@@ -39,7 +43,8 @@ def conv_bn_pairs(model: nn.Module, example: Tensor) -> tuple[list[tuple[str, st
 
     def record(name: str, module: nn.Module):
         def hook(_m, inputs, output):
-            alive.append(output)
+            alive.append((inputs, output))  # inputs too: a functional op's result (a residual sum) read here and freed
+            # could otherwise hand its address to a later conv output and look like a second reader
             for t in inputs:
                 if isinstance(t, Tensor):
                     readers.setdefault(t.data_ptr(), []).append(name)
@@ -50,7 +55,9 @@ def conv_bn_pairs(model: nn.Module, example: Tensor) -> tuple[list[tuple[str, st
     names = {}
     for name, m in model.named_modules():
         names[name] = m
-        if not list(m.children()):  # leaves: convs, norms, activations, ... (whatever reads a tensor)
+        # leaves (convs, norms, activations: whatever reads a tensor) and the norms that hold their
+        # activation as a child (timm's BatchNormAct2d)
+        if not list(m.children()) or is_norm(m):
             hooks.append(m.register_forward_hook(record(name, m)))
     try:
         with torch.no_grad():
@@ -61,7 +68,7 @@ def conv_bn_pairs(model: nn.Module, example: Tensor) -> tuple[list[tuple[str, st
     pairs = []
     for ptr, conv_name in outputs.items():
         users = readers.get(ptr, [])
-        if len(users) == 1 and _is_bn(names[users[0]]) and names[users[0]].num_features == names[conv_name].out_channels:
+        if len(users) == 1 and is_norm(names[users[0]]) and names[users[0]].weight.numel() == names[conv_name].out_channels:
             pairs.append((conv_name, users[0]))
     return pairs, result
 
@@ -82,6 +89,14 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> None:
 def _set(model: nn.Module, name: str, value: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, leaf, value)
+
+
+def _remainder(bn: nn.Module) -> nn.Module:
+    """What is left of a folded BatchNorm: its activation after its dropout (timm's
+    BatchNormAct2d and FrozenBatchNormAct2d), or nothing."""
+    if isinstance(getattr(bn, "act", None), nn.Module):
+        return nn.Sequential(bn.drop, bn.act) if isinstance(getattr(bn, "drop", None), nn.Module) else bn.act
+    return nn.Identity()
 
 
 def _flat(out: object) -> list[Tensor]:
@@ -109,8 +124,9 @@ def fold_batchnorm(model: nn.Module, example: Tensor, rtol: float = 1e-4) -> int
     saved_state = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in saved.items()}
     had_bias = {conv: model.get_submodule(conv).bias is not None for conv, _ in pairs}
     for conv_name, bn_name in pairs:
-        fold_conv_bn(model.get_submodule(conv_name), model.get_submodule(bn_name))
-        _set(model, bn_name, nn.Identity())
+        bn = model.get_submodule(bn_name)
+        fold_conv_bn(model.get_submodule(conv_name), bn)
+        _set(model, bn_name, _remainder(bn))
     after = _flat(model(example))
     scale = max((float(b.abs().max()) for b in before if b.numel()), default=1.0) or 1.0
     if len(before) == len(after) and all(torch.allclose(b, a, rtol=0, atol=rtol * scale) for b, a in zip(before, after)):

@@ -75,7 +75,7 @@ def _out_of(u: Tensor) -> int:
     return round(u.shape[0] ** 0.5) - 2
 
 
-BAND_BYTES = 8 << 20  # Winograd-domain working set per band of tile rows
+BAND_BYTES = 4 << 20  # Winograd-domain working set per band of tile rows (8 MiB: +10 MiB training peak, no faster)
 
 
 def _padded(x: Tensor, out: int) -> tuple[Tensor, int, int]:
@@ -129,10 +129,9 @@ def winograd_conv2d(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 class _WinogradFn(torch.autograd.Function):
-    """Winograd convolution with its own backward, so that training saves only the input (as the
-    direct convolution does) instead of the larger transformed tiles:
-    grad_x = the same Winograd convolution of grad_y with the flipped, transposed kernel;
-    grad_w = G^T [sum over tiles of (B^T x B) * (A grad_y A^T)] G, with the input tiles recomputed."""
+    """Winograd convolution with its own backward (:func:`winograd_conv2d_backward`), so that
+    training saves only the input (as the direct convolution does) instead of the larger
+    transformed tiles."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, out: int) -> Tensor:
@@ -143,29 +142,38 @@ class _WinogradFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy: Tensor):
         x, weight = ctx.saved_tensors
-        out = ctx.out
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = winograd_conv2d(gy, transform_weight(weight.flip(2, 3).transpose(0, 1), out))
-        if ctx.needs_input_grad[1]:
-            n, c, h, w = x.shape
-            k, tile = gy.shape[1], out + 2
-            mb, ma, gg = (t.to(x.device, x.dtype) for t in _TRANSFORMS[out])
-            xh, th, tw = _padded(x, out)
-            g_h = gy.permute(0, 2, 3, 1)  # (N, H, W, K)
-            gu = x.new_zeros(tile * tile, c, k)
-            for r0, r1 in _bands(th, n, tw, max(c, k), x.element_size(), tile):
-                rb = r1 - r0
-                g = g_h[:, r0 * out: min(h, r1 * out)]
-                g = F.pad(g, (0, 0, 0, tw * out - w, 0, rb * out - g.shape[1]))  # (N, rb*o, tw*o, K)
-                g = g.reshape(n, rb, out, tw, out, k).permute(2, 4, 0, 1, 3, 5).reshape(out * out, -1)  # (o*o, P*K)
-                gm = (ma.T @ g).view(tile * tile, -1, k)  # (T*T, P, K)
-                gu.baddbmm_(_band_tiles(xh, r0, r1, mb, out).transpose(1, 2), gm)  # (T*T, C, K)
-            # G^T gu G per channel pair, read through a transposed view (no copy of gu)
-            gw = (gu.view(tile * tile, c * k).T @ gg).view(c, k, 3, 3).transpose(0, 1).contiguous()
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = gy.sum((0, 2, 3))
+        gx, gw = winograd_conv2d_backward(x, weight, gy, ctx.out, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        gb = gy.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb, None
+
+
+def winograd_conv2d_backward(
+    x: Tensor, weight: Tensor, gy: Tensor, out: int = OUT, need_x: bool = True, need_w: bool = True,
+) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of the Winograd convolution ``(N, C, H, W) -> (N, K, H, W)`` for the gradient
+    ``gy`` ``(N, K, H, W)`` of its output: ``(grad_x, grad_weight)`` (``(K, C, 3, 3)``), each None
+    where not needed. grad_x is the same Winograd convolution of gy with the flipped, transposed
+    kernel; grad_w = G^T [sum over tiles of (B^T x B) * (A gy A^T)] G, with the input tiles recomputed."""
+    gx = gw = None
+    if need_x:
+        gx = winograd_conv2d(gy, transform_weight(weight.flip(2, 3).transpose(0, 1), out))
+    if need_w:
+        n, c, h, w = x.shape
+        k, tile = gy.shape[1], out + 2
+        mb, ma, gg = (t.to(x.device, x.dtype) for t in _TRANSFORMS[out])
+        xh, th, tw = _padded(x, out)
+        g_h = gy.permute(0, 2, 3, 1)  # (N, H, W, K)
+        gu = x.new_zeros(tile * tile, c, k)
+        for r0, r1 in _bands(th, n, tw, max(c, k), x.element_size(), tile):
+            rb = r1 - r0
+            g = g_h[:, r0 * out: min(h, r1 * out)]
+            g = F.pad(g, (0, 0, 0, tw * out - w, 0, rb * out - g.shape[1]))  # (N, rb*o, tw*o, K)
+            g = g.reshape(n, rb, out, tw, out, k).permute(2, 4, 0, 1, 3, 5).reshape(out * out, -1)  # (o*o, P*K)
+            gm = (ma.T @ g).view(tile * tile, -1, k)  # (T*T, P, K)
+            gu.baddbmm_(_band_tiles(xh, r0, r1, mb, out).transpose(1, 2), gm)  # (T*T, C, K)
+        # G^T gu G per channel pair, read through a transposed view (no copy of gu)
+        gw = (gu.view(tile * tile, c * k).T @ gg).view(c, k, 3, 3).transpose(0, 1).contiguous()
+    return gx, gw
 
 
 class WinogradConv2d(nn.Conv2d):
@@ -187,25 +195,29 @@ class WinogradConv2d(nn.Conv2d):
         super().__init__(conv.in_channels, conv.out_channels, 3, padding=1, bias=False, device="meta")
         self.weight, self.bias = conv.weight, conv.bias  # the same Parameters
         self.min_pixels, self.out = min_pixels, out
-        self._cache: tuple[tuple[int, int, torch.device], Tensor] | None = None
+        self._cache: tuple[Tensor, tuple[int, int, torch.device], Tensor] | None = None
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", Winograd F({self.out}x{self.out}, 3x3)"
 
-    def transformed_weight(self) -> Tensor:
-        """``(T*T, C, K)``, recomputed only when the weight was changed or moved."""
-        w = self.weight
+    def transformed_weight(self, weight: Tensor | None = None) -> Tensor:
+        """``(T*T, C, K)`` of ``weight`` (this layer's by default), recomputed only when another
+        tensor is given or the tensor was changed or moved (the cache holds the tensor itself:
+        a freed one's address may come back with another's values)."""
+        w = self.weight if weight is None else weight
         key = (w._version, w.data_ptr(), w.device)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, transform_weight(w, self.out, exact=True))
-        return self._cache[1]
+        if self._cache is None or self._cache[0] is not w or self._cache[1] != key:
+            self._cache = (w, key, transform_weight(w, self.out, exact=True))
+        return self._cache[2]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _conv_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        # nn.Conv2d.forward calls this with the layer's own parameters; a folded frozen BatchNorm
+        # (speed.fold_frozen_bn) with its scaled ones
         if x.shape[-2] * x.shape[-1] < self.min_pixels:
-            return F.conv2d(x, self.weight, self.bias, padding=1)
-        if torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad):
-            return _WinogradFn.apply(x, self.weight, self.bias, self.out)
-        return winograd_conv2d(x, self.transformed_weight(), self.bias)
+            return F.conv2d(x, weight, bias, padding=1)
+        if torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad):
+            return _WinogradFn.apply(x, weight, bias, self.out)
+        return winograd_conv2d(x, self.transformed_weight(weight), bias)
 
 
 def eligible(conv: nn.Module) -> bool:

@@ -121,6 +121,24 @@ def test_winograd_training_on_cpu_keeps_the_checkpoint_layout(tiny_yolo, tmp_pat
     assert not any(isinstance(m, WinogradConv2d) for m in off.model.modules())
 
 
+def test_frozen_batchnorm_is_folded_in_training_and_the_checkpoint_keeps_its_layout(tiny_yolo, tmp_path):
+    from retina_cli.model.retinanet import RetinaNet
+    from retina_cli.speed.fold_frozen_bn import folded_count
+
+    model_cfg, loss, post, cfg = _cfgs(tiny_yolo, tmp_path, epochs=1, freeze_bn=True)
+    trainer = prepare_training(model_cfg, loss, post, cfg, reporter=SilentReporter())
+    frozen = sum(type(m).__name__.endswith("FrozenBatchNorm2d") for m in trainer.model.backbone.modules())
+    assert frozen and folded_count(trainer.model) == frozen
+    result = trainer.fit()
+    assert all(torch.isfinite(torch.tensor(row["loss"])) for row in trainer.history)
+    state = load_checkpoint(result.run_dir / "last.pt")["model"]
+    off = prepare_training(model_cfg, loss, post, replace(cfg, fold_bn=False, name="unfolded"), reporter=SilentReporter())
+    assert folded_count(off.model) == 0
+    unfolded = off.model.state_dict()  # what the same run without the fold would save
+    assert list(state) == list(unfolded) and all(state[k].shape == unfolded[k].shape for k in unfolded)
+    RetinaNet(trainer.model.cfg).load_state_dict(state, strict=False)  # and a fresh model takes it
+
+
 def test_freeze_stride_keeps_the_stem_fixed_and_trains_the_rest(tiny_yolo, tmp_path):
     torch.set_num_threads(2)
     model_cfg, loss, post, cfg = _cfgs(tiny_yolo, tmp_path, epochs=1, freeze_stride=4, val_interval=10)

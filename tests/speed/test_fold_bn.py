@@ -90,3 +90,24 @@ def test_fold_batchnorm_on_a_timm_backbone_keeps_outputs():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     for a, b in zip(ref, out):
         torch.testing.assert_close(b, a, atol=1e-4 * a.abs().max().item(), rtol=0)
+
+
+def test_batchnorm_with_its_activation_folds_and_keeps_the_activation():
+    """timm's BatchNormAct2d (MobileNetV2, EfficientNet) holds its activation as a child: it is
+    folded like a leaf BatchNorm and what is left is the activation (ReLU6 here)."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("mobilenetv2_100", pretrained=False, features_only=True).eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            _random_bn(m)
+    net, x = net.double(), torch.randn(1, 3, 64, 64, dtype=torch.float64)  # random statistics amplify float32 rounding
+    with torch.no_grad():
+        ref = net(x)
+        assert fold_batchnorm(net, x) == 51  # every BatchNorm of the feature network
+        out = net(x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    assert sum(isinstance(m, nn.ReLU6) for m in net.modules()) == 34  # the activations stayed
+    for a, b in zip(ref, out):
+        torch.testing.assert_close(b, a, atol=1e-10 * a.abs().max().item(), rtol=0)
