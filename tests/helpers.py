@@ -32,3 +32,14 @@ def make_checkpoint(path: Path, seed: int = 0, names: tuple[str, ...] = NAMES,
     model = make_model(seed, names)
     save_checkpoint(path, model, post_cfg=post)
     return path, model
+
+
+def random_bn(bn: torch.nn.Module) -> torch.nn.Module:
+    """A BatchNorm (plain or frozen) with random affine parameters and statistics, in place:
+    folding tests must not pass because gamma = 1, beta = 0, mean = 0, var = 1."""
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(bn.weight.shape) + 0.5)
+        bn.bias.copy_(torch.randn(bn.bias.shape))
+        bn.running_mean.copy_(torch.randn(bn.running_mean.shape))
+        bn.running_var.copy_(torch.rand(bn.running_var.shape) + 0.1)
+    return bn

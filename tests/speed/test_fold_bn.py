@@ -7,15 +7,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from retina_cli.speed.fold_bn import conv_bn_pairs, fold_batchnorm, fold_conv_bn
-
-
-def _random_bn(bn: nn.Module) -> nn.Module:
-    with torch.no_grad():
-        bn.weight.copy_(torch.rand(bn.weight.shape) + 0.5)
-        bn.bias.copy_(torch.randn(bn.bias.shape))
-        bn.running_mean.copy_(torch.randn(bn.running_mean.shape))
-        bn.running_var.copy_(torch.rand(bn.running_var.shape) + 0.1)
-    return bn
+from helpers import random_bn as _random_bn
 
 
 def test_fold_arithmetic_with_and_without_conv_bias():

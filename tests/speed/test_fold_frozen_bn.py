@@ -11,15 +11,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from retina_cli.speed.fold_frozen_bn import FoldedConv, fold_frozen_batchnorm, folded_count
 from retina_cli.speed.winograd import WinogradConv2d, winograd_convs
-
-
-def _random_bn(bn: nn.Module) -> nn.Module:
-    with torch.no_grad():
-        bn.weight.copy_(torch.rand(bn.weight.shape) + 0.5)
-        bn.bias.copy_(torch.randn(bn.bias.shape))
-        bn.running_mean.copy_(torch.randn(bn.running_mean.shape))
-        bn.running_var.copy_(torch.rand(bn.running_var.shape) + 0.1)
-    return bn
+from helpers import random_bn as _random_bn
 
 
 class Net(nn.Module):
