@@ -142,6 +142,15 @@ class DecodingDetector(DenseDetector):
         return topk_candidates(cls_logits, box_deltas, anchors, self.topk, self.model.cfg.bbox_clip)
 
 
+def probe_input(model: RetinaNet, device: torch.device, memory_format: torch.memory_format) -> Tensor:
+    """A random ``(1, 3, S, S)`` input in the model's dtype for tracing passes (BatchNorm folding),
+    S the smallest side whose top level is 2x2: at 1x1 a GroupNorm with one channel per group
+    has a single value to normalise and refuses it."""
+    side = 2 ** (model.cfg.max_level + 1)
+    dtype = next(model.parameters()).dtype
+    return torch.randn(1, 3, side, side, device=device, dtype=dtype).contiguous(memory_format=memory_format)
+
+
 def prepare_inference(
     model: RetinaNet, device: torch.device, precision: str = "fp32", winograd: bool = True, channels_last: bool = True,
 ) -> RetinaNet:
@@ -152,10 +161,7 @@ def prepare_inference(
     the direct convolution). Not for a model that will train again."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device).eval().to(memory_format=fmt)
-    # the smallest input whose top level is 2x2: at 1x1 a GroupNorm with one channel per group has a
-    # single value to normalise and refuses it
-    side = 2 ** (model.cfg.max_level + 1)
-    fold_batchnorm(model, torch.randn(1, 3, side, side, device=device).contiguous(memory_format=fmt))
+    fold_batchnorm(model, probe_input(model, device, fmt))
     if winograd and device.type == "cpu" and precision == "fp32":
         winograd_convs(model)
     return model

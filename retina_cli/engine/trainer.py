@@ -21,7 +21,7 @@ from retina_cli.data.transforms import AugmentConfig
 from retina_cli.engine import distributed as dist_utils
 from retina_cli.engine.budget import TimeBudget
 from retina_cli.engine.checkpoint import configs_from_checkpoint, load_checkpoint, save_checkpoint, sigint_deferred
-from retina_cli.engine.detector import InferenceModel, TrainingModel
+from retina_cli.engine.detector import InferenceModel, TrainingModel, probe_input
 from retina_cli.engine.evaluate import EvalResult, evaluate_records
 from retina_cli.engine.optim import ModelEma, build_optimizer, build_scheduler, lr_factor
 from retina_cli.engine.reporting import LineReporter, Reporter, SilentReporter
@@ -91,10 +91,7 @@ def freeze_backbone_bn(model: RetinaNet) -> None:
 def fold_training_bn(model: RetinaNet, device: torch.device, memory_format: torch.memory_format) -> int:
     """The frozen backbone BatchNorms folded into their convolutions for training
     (:mod:`retina_cli.speed.fold_frozen_bn`); returns how many."""
-    side = 2 ** (model.cfg.max_level + 1)  # the smallest input whose top level is 2x2 (GroupNorm needs > 1 value)
-    dtype = next(model.parameters()).dtype
-    example = torch.randn(1, 3, side, side, device=device, dtype=dtype).contiguous(memory_format=memory_format)
-    return fold_frozen_batchnorm(model, example)
+    return fold_frozen_batchnorm(model, probe_input(model, device, memory_format))
 
 
 def augment_config(cfg: TrainConfig) -> AugmentConfig:

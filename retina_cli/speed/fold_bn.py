@@ -14,16 +14,19 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-_BN_TYPES: tuple[type, ...] = (nn.BatchNorm2d,)
-try:  # frozen BatchNorm as trained by `retina train --freeze-bn` (timm) and in torchvision
-    from timm.layers import FrozenBatchNorm2d as _TimmFrozen
-
-    _BN_TYPES += (_TimmFrozen,)
-except ImportError:  # pragma: no cover - timm is a dependency
-    pass
+from timm.layers import FrozenBatchNormAct2d as _TimmFrozenAct
 from torchvision.ops import FrozenBatchNorm2d as _TvFrozen
 
-_BN_TYPES += (_TvFrozen,)
+# frozen BatchNorm as `retina train --freeze-bn` makes it (timm's freeze_batch_norm_2d: torchvision's
+# class, or timm's with its activation) and as torchvision's detection models have it
+FROZEN_BN_TYPES: tuple[type, ...] = (_TvFrozen, _TimmFrozenAct)
+try:  # older timm had a FrozenBatchNorm2d of its own
+    from timm.layers import FrozenBatchNorm2d as _TimmFrozen  # type: ignore[attr-defined]
+
+    FROZEN_BN_TYPES += (_TimmFrozen,)
+except ImportError:
+    pass
+_BN_TYPES: tuple[type, ...] = (nn.BatchNorm2d, *FROZEN_BN_TYPES)
 
 
 def _is_bn(m: nn.Module) -> bool:
@@ -73,17 +76,28 @@ def conv_bn_pairs(
     return pairs, result
 
 
+def bn_affine(bn: nn.Module) -> tuple[Tensor, Tensor]:
+    """A BatchNorm's eval-mode map ``y * scale + shift``: ``(K,)`` each, from its current buffers,
+    ``scale = gamma / sqrt(var + eps)`` and ``shift = beta - mean * scale``."""
+    scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def scaled_conv_params(weight: Tensor, bias: Tensor | None, scale: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
+    """The weight ``(K, C/groups, kh, kw)`` and bias ``(K,)`` of a convolution followed by the map
+    ``y * scale + shift``: ``w * scale`` and ``b * scale + shift`` (``shift`` without a bias)."""
+    return weight * scale.view(-1, 1, 1, 1), shift if bias is None else bias * scale + shift
+
+
 @torch.no_grad()
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> None:
     """Fold ``bn`` (eval statistics) into ``conv`` in place; ``conv`` gains a bias if it had none."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (K,)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    conv.weight.mul_(scale.view(-1, 1, 1, 1).to(conv.weight.dtype))
-    new_bias = (bias - bn.running_mean) * scale + bn.bias
+    weight, bias = scaled_conv_params(conv.weight, conv.bias, *bn_affine(bn))
+    conv.weight.copy_(weight.to(conv.weight.dtype))
     if conv.bias is None:
-        conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype), requires_grad=False)
+        conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
     else:
-        conv.bias.copy_(new_bias)
+        conv.bias.copy_(bias)
 
 
 def _set(model: nn.Module, name: str, value: nn.Module) -> None:
