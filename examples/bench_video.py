@@ -2,6 +2,7 @@
 
     python examples/bench_video.py --frames 60 --backbones tf_efficientnet_lite0,resnet50
     python examples/bench_video.py --checkpoint runs/train/exp/best.pt --backends torch,onnxruntime,openvino
+    python examples/bench_video.py --checkpoint best.pt --video clip.mp4 --backends openvino,openvino-int8 --calibration DATA
 
 Random weights (timing only), image size 640 (or a given ``--checkpoint``), the full pipeline (decode, letterbox, network,
 NMS, drawing, mp4v encoding) as `retina predict` runs it. Prints one line per (backbone, backend)
@@ -49,12 +50,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     ap.add_argument("--checkpoint", default="", help="time this checkpoint instead of random-weight backbones")
     ap.add_argument("--fixed-size", action="store_true", help="export the square img_size only (no rectangular input)")
+    ap.add_argument("--video", default="", help="time this video instead of a generated 640x480 one")
+    ap.add_argument("--calibration", default="", help="dataset for the openvino-int8 backend's calibration and accuracy control")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="retina-bench-"))
-    video = make_video(work / "bench.mp4", args.frames)
-    print(f"video {video} 640x480, {args.frames} frames; img_size {args.img_size}; torch threads {torch.get_num_threads()}")
+    if "openvino-int8" in args.backends.split(",") and not args.calibration:
+        ap.error("--backends openvino-int8 needs --calibration DATA (the images that set the int8 ranges)")
+    video = Path(args.video) if args.video else make_video(work / "bench.mp4", args.frames)
+    cap = cv2.VideoCapture(str(video))
+    size = f"{int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    print(f"video {video} {size}, {frames} frames; img_size {args.img_size}; torch threads {torch.get_num_threads()}")
     print(f"{'backbone':24s} {'backend':12s} {'fps':>6s} " + " ".join(f"{s:>11s}" for s in STAGES))
     checkpoints = {}
     if args.checkpoint:
@@ -68,12 +77,14 @@ def main(argv: list[str] | None = None) -> None:
     for backbone, ckpt in checkpoints.items():
         for backend in args.backends.split(","):
             model_path = ckpt
-            if backend in ("onnxruntime", "openvino"):
+            if backend in ("onnxruntime", "openvino", "openvino-int8"):
                 from retina_cli.export.formats import export_model
 
-                fmt = "onnx" if backend == "onnxruntime" else backend
-                model_path = export_model(ckpt, fmt, work / f"{backbone}{'.onnx' if backend == 'onnxruntime' else '.xml'}",
-                                          dynamic_size=not args.fixed_size).path
+                fmt = "onnx" if backend == "onnxruntime" else "openvino"
+                int8 = backend == "openvino-int8"
+                exported = export_model(ckpt, fmt, work / f"{backbone}-{backend}{'.onnx' if fmt == 'onnx' else '.xml'}",
+                                        dynamic_size=not args.fixed_size, int8=int8, calibration=args.calibration or None)
+                model_path = exported.int8 if int8 else exported.path
             cfg = PredictConfig(out=str(work / f"{backbone}-{backend}"), device="cpu", batch=args.batch)
             summary = run_predict(model_path, str(video), cfg)
             ms = summary.timer.per_frame_ms(summary.frames)

@@ -129,14 +129,34 @@ class LossConfig:
             raise ConfigError(f"--gamma must be >= 0, got {self.gamma}")
 
 
+DEFAULT_PREDICT_CONF = 0.25  # predict's score threshold for a model whose training did not choose one
+
+
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Inference: per level keep the ``topk`` best scores above ``score_thresh``, decode, NMS."""
+    """Inference: per level keep the ``topk`` best scores above ``score_thresh``, decode, NMS.
+
+    score_thresh is validation's and ``retina eval``'s (low: mAP needs the whole ranking).
+    predict_conf is ``retina predict``'s and ``Detector.predict``'s when no ``--conf`` is given:
+    training sets it to the threshold of the best mean F1 on the validation of ``best.pt``; None
+    (a model trained before that, or without validation) means :data:`DEFAULT_PREDICT_CONF`;
+    either way never below score_thresh (:meth:`predict_threshold`).
+    """
 
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     topk: int = 1000
     max_det: int = 300
+    predict_conf: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.predict_conf is not None and not 0.0 <= self.predict_conf < 1.0:
+            raise ConfigError(f"predict_conf must be in [0, 1), got {self.predict_conf}")
+
+    def predict_threshold(self) -> float:
+        """The score threshold predict uses when none is given: predict_conf (else the default),
+        never below score_thresh (a model trained with a higher ``--conf`` keeps it)."""
+        return max(self.score_thresh, DEFAULT_PREDICT_CONF if self.predict_conf is None else self.predict_conf)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -30,7 +30,8 @@ def diagnose(result: Any, records: Sequence[Any], class_names: Sequence[str],
         ClassMatches(np.zeros(0), np.zeros(0, dtype=bool), n) for n in _boxes_per_class(records, len(class_names))
     ]
     curves = threshold_curves(matches, class_names)
-    at = float(conf) if conf is not None else float(curves.best.get("all", {"conf": 0.5})["conf"])
+    suggested = curves.suggested_conf
+    at = float(conf) if conf is not None else (0.5 if suggested is None else float(suggested))
     errors = analyse_errors(records, result.detections, class_names, at, iou)
     return Diagnosis(curves, errors, at)
 

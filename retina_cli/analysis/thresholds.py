@@ -70,6 +70,11 @@ class ThresholdCurves:
             "best": self.best,
         }
 
+    @property
+    def suggested_conf(self) -> float | None:
+        """The threshold of the best F1 averaged over the classes that have boxes (None: none has)."""
+        return self.best["all"]["conf"] if "all" in self.best else None
+
 
 def threshold_curves(matches: Sequence[ClassMatches], class_names: Sequence[str],
                      thresholds: np.ndarray = THRESHOLDS) -> ThresholdCurves:

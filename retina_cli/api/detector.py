@@ -48,7 +48,8 @@ class Detector:
         webcam index, a numpy array ``(H, W, 3)`` uint8, a PIL image, or a list of these.
         channels: the order of numpy arrays' channels, "bgr" (OpenCV's, the default) or "rgb"
         (PIL images are always read as RGB). conf / iou / max_det: score threshold, NMS IoU and
-        per-image cap; None keeps the checkpoint's. classes: names or 0-based ids to keep (None:
+        per-image cap; None keeps the checkpoint's (conf: the threshold its training stored, the
+        best mean F1 on its validation, else 0.25). classes: names or 0-based ids to keep (None:
         all). batch: frames per network call. stream: return a generator (one Result at a time,
         for videos and webcams) instead of a list. slicing: a :class:`~retina_cli.slicing.SliceConfig`
         (e.g. ``SliceConfig(512, overlap=0.2)``): sliced inference for small objects in large images.

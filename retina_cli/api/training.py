@@ -19,6 +19,8 @@ class TrainRun:
     """What a training run left: its folder, weights, best validation metrics, and the settings.
 
     history: one dict per epoch (the rows of metrics.csv: loss, cls, box, lr, AP, AP50, ...).
+    predict_conf: the score threshold stored in ``best.pt`` for predict (the best mean F1 of its
+    validation), None when no validation ranked anything (predict then uses 0.25).
     """
 
     run_dir: Path
@@ -30,6 +32,7 @@ class TrainRun:
     stop_reason: str
     settings: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
+    predict_conf: float | None = None
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -114,7 +117,7 @@ def train(
         run_dir=result.run_dir, best=result.run_dir / "best.pt", last=result.run_dir / "last.pt",
         best_ap=result.best_ap, best_ap50=result.best_ap50, epochs=result.epochs_done,
         stop_reason=result.stop_reason, settings=dict(plan.settings if plan else resolved.values),
-        history=list(trainer.history),
+        history=list(trainer.history), predict_conf=trainer.post_cfg.predict_conf,
     )
 
 

@@ -23,7 +23,7 @@ def eval_cmd(
     data_format: str = typer.Option("auto", "--format", help="auto, yolo, voc, coco or csv."),
     batch_size: int = typer.Option(8, "--batch-size", "--batch"),
     workers: int = typer.Option(2, "--workers"),
-    conf: Optional[float] = typer.Option(None, "--conf", help="Score threshold (default: the checkpoint's)."),
+    conf: Optional[float] = typer.Option(None, "--conf", help="Score threshold (default: the checkpoint's validation threshold, usually 0.05: mAP ranks every detection)."),
     iou: Optional[float] = typer.Option(None, "--iou", help="NMS IoU threshold (default: the checkpoint's)."),
     max_det: Optional[int] = typer.Option(None, "--max-det"),
     device: str = typer.Option("auto", "--device"),

@@ -63,7 +63,7 @@ def print_summary(summary: PredictSummary, names: tuple[str, ...], profile: bool
     total = sum(summary.per_class.values())
     state = "interrupted after" if summary.interrupted else "done:"
     out.print(
-        f"{state} {summary.frames} frames, {total} detections, {summary.fps:.1f} frames/s mean"
+        f"{state} {summary.frames} frames, {total} detections at conf {summary.conf:.2f}, {summary.fps:.1f} frames/s mean"
         + (f", {summary.bad_frames} damaged frames skipped" if summary.bad_frames else "")
         + (f", {len(summary.skipped)} unreadable files skipped" if summary.skipped else ""),
         highlight=False,
@@ -108,7 +108,7 @@ def print_summary(summary: PredictSummary, names: tuple[str, ...], profile: bool
 def predict(
     model: Path = typer.Argument(..., help="A checkpoint (.pt) or a model from `retina export` (.onnx)."),
     source: str = typer.Argument(..., help="Image, folder, glob, video (mp4, avi, mov, mkv), webcam index or stream URL."),
-    conf: Optional[float] = typer.Option(None, "--conf", help="Score threshold (default: the checkpoint's)."),
+    conf: Optional[float] = typer.Option(None, "--conf", help="Score threshold (default: the one training stored in the checkpoint, the best mean F1 on its validation; 0.25 for a model without one)."),
     iou: Optional[float] = typer.Option(None, "--iou", help="NMS IoU threshold (default: the checkpoint's)."),
     max_det: Optional[int] = typer.Option(None, "--max-det", help="Most detections per image (default: the checkpoint's)."),
     classes: Optional[List[str]] = typer.Option(None, "--classes", help="Keep only these classes (names or 0-based ids; repeat or comma-separate)."),

@@ -59,7 +59,7 @@ def train(
     fg_iou: Optional[float] = typer.Option(None, "--fg-iou"),
     bg_iou: Optional[float] = typer.Option(None, "--bg-iou"),
     # post-processing (used for validation, stored for predict)
-    conf: Optional[float] = typer.Option(None, "--conf", help="Score threshold of detections."),
+    conf: Optional[float] = typer.Option(None, "--conf", help="Score threshold of validation's detections (retina eval's default; predict uses the best-F1 threshold that validation finds)."),
     iou: Optional[float] = typer.Option(None, "--iou", help="NMS IoU threshold."),
     max_det: Optional[int] = typer.Option(None, "--max-det"),
     # optimisation
@@ -141,3 +141,6 @@ def train(
         f"weights {run.best}, {run.last}; metrics {run.run_dir / 'metrics.csv'}",
         highlight=False,
     )
+    if run.predict_conf is not None:
+        out.print(f"predict threshold {run.predict_conf:.2f} (the best mean F1 on val), stored in best.pt: "
+                  f"`retina predict {run.best} SOURCE` uses it, --conf overrides", highlight=False)

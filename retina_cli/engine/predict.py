@@ -291,7 +291,10 @@ def make_predictor(
     classes: Sequence[str | int] | None = None, timer: StageTimer | None = None,
 ) -> Predictor:
     """The backend with its checkpoint's post-processing, overridden where given (None keeps), and
-    a class filter (names or 0-based ids; empty or None keeps all)."""
+    a class filter (names or 0-based ids; empty or None keeps all). conf None: the checkpoint's
+    predict threshold (:meth:`~retina_cli.config.PostprocessConfig.predict_threshold`: the F1-best
+    of its training's validation), not validation's low ``score_thresh``."""
+    conf = backend.post_cfg.predict_threshold() if conf is None else conf
     post = override_postprocess(backend.post_cfg, conf, iou, max_det)
     ids = parse_classes([str(c) for c in classes or ()], class_names(backend.model_cfg), backend.model_cfg.num_classes)
     return Predictor(backend, post, ids, timer)
@@ -311,6 +314,7 @@ class PredictSummary:
     interrupted: bool = False
     tracks: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> TrackSession.summary()
     live: dict[str, dict[str, Any]] = field(default_factory=dict)  # stream -> live_summary()
+    conf: float = 0.0  # the score threshold the detections were kept at
 
     @property
     def fps(self) -> float:
@@ -507,7 +511,7 @@ def _predict(model_path: str | Path, sources: list[Source], cfg: PredictConfig, 
         from retina_cli.slicing.predictor import SlicedPredictor
 
         predictor = SlicedPredictor(predictor, cfg.slicing)
-    summary = PredictSummary(out_dir, predictor.names, timer=timer)
+    summary = PredictSummary(out_dir, predictor.names, timer=timer, conf=predictor.post_cfg.score_thresh)
     job = _Job(cfg, predictor.names, out_dir, summary)
     mine = sources[info.rank :: info.world_size]
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ import random
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -499,6 +499,7 @@ class Trainer:
                 if improved:
                     self.best_ap, self.best_ap50 = result.metrics["AP"], result.metrics["AP50"]
                     self.best_result = result
+                    self.post_cfg = with_predict_conf(self.post_cfg, result, self.model.cfg.class_names)
                     self.stale_validations = 0
                 elif result is not None:
                     self.stale_validations += 1
@@ -536,6 +537,17 @@ class Trainer:
                 w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         if self._plot_curves is not None:
             self._plot_curves(self.history, self.run_dir / "curves.png")
+
+
+def with_predict_conf(post: PostprocessConfig, result: EvalResult, class_names: Sequence[str]) -> PostprocessConfig:
+    """``post`` with predict's default threshold set to the F1-best of ``result`` (a validation),
+    kept within [score_thresh, 0.99]; unchanged when that validation found nothing to rank."""
+    from retina_cli.analysis.thresholds import threshold_curves
+
+    conf = threshold_curves(result.matches, class_names).suggested_conf if result.matches else None
+    if conf is None:
+        return post
+    return replace(post, predict_conf=min(max(float(conf), post.score_thresh), 0.99))
 
 
 def _stop_workers(loader: Any) -> None:

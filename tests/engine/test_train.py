@@ -91,6 +91,31 @@ def test_non_finite_loss_is_skipped_then_stops(tiny_yolo, tmp_path, monkeypatch)
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_best_checkpoint_stores_the_f1_best_threshold_of_its_validation(tiny_yolo, tmp_path, monkeypatch):
+    import numpy as np
+
+    from retina_cli.analysis.thresholds import ClassMatches
+    from retina_cli.engine.evaluate import EvalResult
+
+    model, loss, post, cfg = _cfgs(tiny_yolo, tmp_path, epochs=3)
+    trainer = prepare_training(model, loss, post, cfg, reporter=SilentReporter())
+    names = trainer.model.cfg.class_names
+
+    def validation(ap: float, fp_score: float) -> EvalResult:
+        # per class 2 boxes: tp .9, tp .8, then a false positive at fp_score: F1 1.0 from fp_score + .01 up
+        m = ClassMatches(np.array([0.9, 0.8, fp_score]), np.array([1, 1, 0], dtype=bool), 2)
+        per_class = {n: {"AP": ap, "AP50": ap} for n in names}
+        return EvalResult({"AP": ap, "AP50": ap, "AP75": ap}, per_class, None, [], [m] * len(names))
+
+    results = iter([validation(0.2, 0.3), validation(0.4, 0.5), validation(0.3, 0.1)])  # epoch 2 is the best
+    monkeypatch.setattr(trainer, "evaluate", lambda: next(results))
+    monkeypatch.setattr(trainer, "write_report", lambda: None)
+    trainer.fit()
+    best = load_checkpoint(trainer.run_dir / "best.pt")
+    assert best["epoch"] == 1 and best["postprocess_config"]["predict_conf"] == 0.51
+    assert best["postprocess_config"]["score_thresh"] == post.score_thresh  # validation's threshold is kept
+
+
 def test_frozen_backbone_batchnorm_stays_frozen_in_train_mode():
     from helpers import make_model
     from retina_cli.engine.trainer import freeze_backbone_bn
