@@ -25,6 +25,7 @@ import math
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -42,6 +43,7 @@ class StageTimer:
     """Seconds spent per stage, summed over the run (stages in other threads overlap the network)."""
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -49,7 +51,9 @@ class StageTimer:
         try:
             yield
         finally:
-            self.seconds[stage] += time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            with self._lock:  # network streams time the same stage from several threads
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
 
     def merge(self, other: dict[str, float]) -> None:
         for k, v in other.items():
@@ -193,6 +197,8 @@ def run_pipeline(
     queue_size: int = 8,
     latest: bool = False,
     stats: PipelineStats | None = None,
+    streams: int = 1,
+    ordered: Callable[[list[Frame], list[Any]], list[Any]] | None = None,
 ) -> int:
     """Run ``predict`` on batches of ``frames`` and ``sink(frame, result)`` every frame, in order.
 
@@ -201,6 +207,13 @@ def run_pipeline(
     (it times its own draw / encode). on_batch: called in the calling thread after each batch
     (results rows, progress). Returns the number of frames predicted. Exceptions from any thread
     are raised here; ``sink`` is not called again after it raised.
+
+    streams: batches predicted at once, each in a thread of its own (``predict`` must be safe to
+    call concurrently); results still come out in input order. On a CPU, two single-threaded
+    network calls side by side outrun one two-threaded call, which waits for its slower thread at
+    every layer (and for the draw and encode threads that take its cores). ordered: results ->
+    results in the calling thread, in order, before ``sink`` and ``on_batch`` (tracking, which
+    needs the frames in sequence). Live sources (``latest``) use one stream: the newest frame.
 
     latest: for live sources. The reader decodes as fast as the source delivers and the predictor
     takes only the newest frame; older ones are dropped. Each batch is that one frame, whatever
@@ -219,35 +232,54 @@ def run_pipeline(
     write_errors: list[BaseException] = []
     reader = threading.Thread(target=_read, args=(frames, hand, stop, timer, stats), name="retina-decode", daemon=True)
     writer = threading.Thread(target=_write, args=(write_q, sink, write_errors, stats), name="retina-encode", daemon=True)
+    streams = 1 if latest else max(1, streams)
+    pool = ThreadPoolExecutor(streams - 1, thread_name_prefix="retina-network") if streams > 1 else None
     reader.start()
     writer.start()
     done = 0
+
+    def deliver(batch: list[Frame], results: list[Any]) -> None:
+        nonlocal done
+        if ordered is not None:
+            results = ordered(batch, results)
+        for frame, result in zip(batch, results):
+            write_q.put((frame, result))
+        done += len(batch)
+        if stats is not None:
+            stats.predicted += len(batch)
+        if on_batch is not None:
+            on_batch(batch, results)
+
     try:
         ended = False
-        while not ended:
-            batch: list[Frame] = []
-            while len(batch) < take:
-                item = hand.get()
-                if item is _END:
-                    ended = True
+        while not ended and not write_errors:
+            # up to ``streams`` batches at once: the first ones to the pool, the last in this thread
+            group: list[list[Frame]] = []
+            while len(group) < streams and not ended:
+                batch: list[Frame] = []
+                while len(batch) < take:
+                    item = hand.get()
+                    if item is _END:
+                        ended = True
+                        break
+                    if isinstance(item, _Failure):
+                        raise item.exc
+                    batch.append(item)
+                if batch:
+                    group.append(batch)
+            if not group:
+                break
+            futures = [pool.submit(predict, b) for b in group[:-1]] if pool is not None else []
+            last = predict(group[-1])
+            outputs = [f.result() for f in futures] + [last]
+            for batch, results in zip(group, outputs):
+                deliver(batch, results)
+                if write_errors:
                     break
-                if isinstance(item, _Failure):
-                    raise item.exc
-                batch.append(item)
-            if not batch:
-                break
-            results = predict(batch)
-            for frame, result in zip(batch, results):
-                write_q.put((frame, result))
-            done += len(batch)
-            if stats is not None:
-                stats.predicted += len(batch)
-            if on_batch is not None:
-                on_batch(batch, results)
-            if write_errors:
-                break
     finally:
         stop.set()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         write_q.put(_END)
         writer.join()
         reader.join(timeout=5.0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +106,18 @@ class OpenVinoBackend:
         text = self.model.get_rt_info([METADATA_KEY]).astype(str) if self.model.has_rt_info([METADATA_KEY]) else None
         self.model_cfg, self.post_cfg, self.stride = parse_metadata(path, text)
         self.path, self.precision, self.device = path, precision, "CPU"
+        self.streams = 1
+        self._local = threading.local()  # each thread's infer requests (one compiled model serves several)
         # the model compiled for inputs (N, 3, H, W), keyed by (N, H, W), on first use
         self.compiled: ShapeCache[Any] = ShapeCache(self._compile, self.max_shapes)
+
+    def use_streams(self, streams: int) -> None:
+        """Compile for ``streams`` calls at once from as many threads (OpenVINO's THROUGHPUT mode,
+        the CPU's cores split between them); 1: one call at a time on every core (LATENCY). On 2
+        cores, nano at 384x320: 27-30 -> 21-24 ms per frame over two threads; a video end to end 18.7 -> 19.9 frames/s."""
+        if streams != self.streams:
+            self.streams = max(1, int(streams))
+            self.compiled = ShapeCache(self._compile, self.max_shapes)
 
     def wrap(self, compiled: Any) -> "OpenVinoBackend":
         """This backend's model and configs around a model already compiled (with dynamic shapes it
@@ -119,11 +130,21 @@ class OpenVinoBackend:
         model = self.model.clone()
         model.reshape({"images": [shape[0], 3, shape[1], shape[2]]})
         config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
+        if self.streams > 1:
+            config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(self.streams))
         return self.core.compile_model(model, self.device, config)
+
+    def _request(self, compiled: Any) -> Any:
+        """This thread's infer request of ``compiled`` (a request runs one call at a time)."""
+        requests = self._local.__dict__.setdefault("requests", {})
+        entry = requests.get(id(compiled))
+        if entry is None or entry[0] is not compiled:  # the id of a model since freed may come back
+            entry = requests[id(compiled)] = (compiled, compiled.create_infer_request())
+        return entry[1]
 
     def candidates(self, batch: np.ndarray) -> Candidates:
         images = batch.transpose(0, 3, 1, 2).astype(np.float32)  # (N, 3, H, W) 0..255
         compiled = self.compiled((images.shape[0], images.shape[2], images.shape[3]))
-        out = compiled(images)
+        out = self._request(compiled).infer({0: images})
         scores, labels, boxes = (out[compiled.output(name)] for name in OUTPUTS)
         return Candidates(torch.from_numpy(scores), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(boxes))

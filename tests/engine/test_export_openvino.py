@@ -46,6 +46,23 @@ def test_openvino_detections_equal_torch_at_each_rectangular_shape(tmp_path):
     assert (2, 128, 128) in backend.compiled.shapes()
 
 
+def test_two_streams_from_two_threads_give_the_same_detections(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ckpt, _ = make_checkpoint(tmp_path / "m.pt")
+    backend = OpenVinoBackend(export_openvino(ckpt, tmp_path / "m.xml"), "cpu")
+    images = [np.ascontiguousarray(f[:96]) for f in frames(n=3)] * 4  # one shape: one compiled model
+    one = [Predictor(backend, POST)([im])[0] for im in images]
+    backend.use_streams(2)
+    compiled = backend.compiled((1, 96, 128))
+    assert compiled.get_property("NUM_STREAMS") == 2
+    with ThreadPoolExecutor(2) as pool:
+        two = list(pool.map(lambda im: Predictor(backend, POST)([im])[0], images))
+    assert_same_detections(two, one)
+    backend.use_streams(1)
+    assert backend.compiled.shapes() == []  # compiled again, for one stream, when next used
+
+
 def test_predict_and_eval_take_the_xml_model(tmp_path):
     from retina_cli.data.synthetic import write_yolo_dataset
     from retina_cli.engine.evaluation_run import evaluate_backend

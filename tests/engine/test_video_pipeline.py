@@ -3,6 +3,7 @@ frame order, damaged frames, Ctrl-C, unopenable files."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -169,3 +170,79 @@ def test_pipeline_keeps_order_overlaps_and_propagates_sink_errors():
 
     with pytest.raises(OSError, match="disk full"):
         run_pipeline(iter(frames), predict, failing, batch_size=2, timer=timer)
+
+
+def test_streams_predict_batches_at_once_and_keep_their_order():
+    src = Source("video", "x.mp4")
+    frames = [Frame(src, i, np.full((2, 2, 3), i, np.uint8)) for i in range(11)]
+    lock, running, peak, threads = threading.Lock(), [0], [0], set()
+
+    def predict(batch):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            threads.add(threading.current_thread().name)
+        time.sleep(0.02 if batch[0].index % 2 else 0.005)  # uneven: the later batch may finish first
+        with lock:
+            running[0] -= 1
+        return [int(f.image[0, 0, 0]) for f in batch]
+
+    order, seen = [], []
+
+    def ordered(batch, results):
+        assert threading.current_thread() is threading.main_thread()
+        order.extend(results)
+        return [r * 10 for r in results]
+
+    n = run_pipeline(iter(frames), predict, lambda f, r: seen.append((f.index, r)), batch_size=2, timer=StageTimer(),
+                     streams=2, ordered=ordered)
+    assert n == 11 and order == list(range(11)) and seen == [(i, 10 * i) for i in range(11)]
+    assert peak[0] == 2 and len(threads) == 2  # the calling thread and one pool thread, side by side
+
+    def failing(batch):
+        if batch[0].index == 4:
+            raise ValueError("bad frame")
+        return predict(batch)
+
+    with pytest.raises(ValueError, match="bad frame"):
+        run_pipeline(iter(frames), failing, lambda f, r: None, batch_size=1, timer=StageTimer(), streams=2)
+    peak[0] = 0
+    run_pipeline(iter(frames), predict, lambda f, r: None, batch_size=1, timer=StageTimer(), streams=2, latest=True)
+    assert peak[0] == 1  # a live source: one stream, the newest frame
+
+
+def test_torch_cpu_video_runs_two_streams_with_the_same_rows(tmp_path, monkeypatch):
+    import torch
+
+    from retina_cli.engine import predict as predict_mod
+
+    seen = []
+    real = predict_mod.network_streams
+
+    @contextlib.contextmanager
+    def spy(backend, live=False):
+        with real(backend, live) as streams:
+            seen.append((streams, torch.get_num_threads()))
+            yield streams
+
+    monkeypatch.setattr(predict_mod, "network_streams", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ckpt, model = make_checkpoint(tmp_path / "m.pt")
+        video = write_video(tmp_path / "clip.mp4")
+        run_predict(ckpt, str(video), PredictConfig(out=str(tmp_path / "out"), device="cpu", save_media=False))
+        assert seen == [(2, 1)] and torch.get_num_threads() == 2  # 2 streams of 1 thread, then restored
+    finally:
+        torch.set_num_threads(before)
+    rows = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [r["frame"] for r in rows] == sorted(r["frame"] for r in rows)
+    for i, frame in enumerate(decoded_frames(video)):
+        boxes, scores, labels = reference(model, np.ascontiguousarray(frame[:, :, ::-1]))
+        got = [r for r in rows if r["frame"] == i]
+        assert len(got) == len(boxes) > 0
+        np.testing.assert_allclose(as_xyxy(got), boxes, atol=1e-3)
+        assert [r["category_id"] for r in got] == labels.tolist()
+    backend = TorchBackend(model, predict_mod.PostprocessConfig(), torch.device("cpu"))
+    with real(backend, live=True) as streams:
+        assert streams == 1
