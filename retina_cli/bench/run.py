@@ -15,6 +15,7 @@ from retina_cli.config import AnchorConfig, LossConfig, ModelConfig, Postprocess
 from retina_cli.bench.timing import (
     Subject, SubjectResult, bench_images, match_detections, peak_memory_mb, run_stages, time_subjects,
 )
+from retina_cli.bench.precision import native_bf16, torch_precision_path
 from retina_cli.errors import ConfigError
 
 BACKENDS = ("torch", "onnxruntime", "int8", "openvino", "openvino-int8")
@@ -112,22 +113,13 @@ def _ratio(a: dict, b: dict, key: str = "total") -> float | None:
     return None
 
 
-def native_bf16() -> bool:
-    """Whether this CPU runs bfloat16 matrix maths natively (AVX-512 BF16 or AMX); elsewhere
-    PyTorch emulates it, and bf16 is far slower than fp32 rather than faster."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device: torch.device, precision: str = "fp32") -> dict[str, Any]:
     import platform
 
     env = {
         "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16(),
+        "precision_path": torch_precision_path(precision, device),
         "processor": platform.processor() or platform.machine(),
     }
     if device.type == "cuda":
@@ -240,7 +232,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
                 subjects.append(subj.onnx_subject(
                     model, post_cfg, Path(tmp.name), int8=backend in ("int8", "openvino-int8"),
                     calibration=bench_images(size, 8, opts.seed + 1)[0],
-                    runtime="openvino" if backend.startswith("openvino") else "onnxruntime",
+                    runtime="openvino" if backend.startswith("openvino") else "onnxruntime", precision=opts.precision,
                 ))
         if progress:
             progress("checking detections")
@@ -270,7 +262,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     options = {k: v for k, v in vars(opts).items() if k not in ("anchors", "post")}
     options.update(anchors=vars(model.cfg.anchors), post=vars(post_cfg), backbone=model.cfg.backbone,
                    img_size=size, levels=[model.cfg.min_level, model.cfg.max_level], num_classes=model.cfg.num_classes)
-    return BenchReport(options, environment(device), results, agreement, warnings)
+    return BenchReport(options, environment(device, opts.precision), results, agreement, warnings)
 
 
 def speed_accuracy(

@@ -83,7 +83,9 @@ def retina_subject(
         return _to_original(infer.detections(cls_out, box_out, (size, size)), metas)
 
     stages = [("preprocess", preprocess), ("network", network), ("postprocess", post)]
-    note = ", ".join(s for s in (precision, "channels-last" if channels_last else "", "Winograd" if winograd else "",
+    from retina_cli.bench.precision import torch_precision_path
+
+    note = ", ".join(s for s in (torch_precision_path(precision, device), "channels-last" if channels_last else "", "Winograd" if winograd else "",
                                  "compiled" if compile else "") if s)
     tolerance = (2.0, 0.02) if precision == "bf16" else (0.5, 1e-3)
     if targets is None:
@@ -231,7 +233,7 @@ def torchvision_subject(
 
 def onnx_subject(
     model: RetinaNet, post_cfg: PostprocessConfig, work_dir: Path, int8: bool = False,
-    calibration: Sequence[np.ndarray] = (), runtime: str = "onnxruntime",
+    calibration: Sequence[np.ndarray] = (), runtime: str = "onnxruntime", precision: str = "fp32",
 ) -> Subject:
     """The exported graph in onnxruntime (CPU), or in OpenVINO with ``runtime="openvino"`` (its IR
     converted from the same graph): ``preprocess`` (letterbox) -> ``network`` (graph: normalise,
@@ -240,6 +242,8 @@ def onnx_subject(
     int8: the graph quantised statically, activations calibrated on ``calibration`` BGR images:
     for onnxruntime QDQ pairs with per-channel weights, for OpenVINO NNCF's FakeQuantize pairs
     (:func:`~retina_cli.export.openvino_int8.quantize_openvino`, without accuracy control).
+    precision: OpenVINO's fp32 graph asks its CPU plugin for it ("bf16" is taken only where the
+    CPU has bf16; the note says what ran). onnxruntime runs fp32 whatever is asked.
     """
     from retina_cli.engine.checkpoint import save_checkpoint
     from retina_cli.export.onnx import export_onnx
@@ -261,7 +265,7 @@ def onnx_subject(
             from retina_cli.export.openvino_int8 import quantize_openvino
 
             xml = quantize_openvino(xml, batches).path
-        backend = OpenVinoBackend(xml, "cpu")
+        backend = OpenVinoBackend(xml, "cpu", "fp32" if int8 else precision)
     else:
         path = export_onnx(ckpt, work_dir / "bench.onnx")
         backend = OnnxBackend(quantize_int8(path, batches) if int8 else path, "cpu")
@@ -281,4 +285,13 @@ def onnx_subject(
     if int8:
         note = "int8 NNCF (FakeQuantize)" if runtime == "openvino" else "int8 QDQ"
         return Subject(f"{runtime} int8", stages, None, note, tolerance=(4.0, 0.05))
-    return Subject(runtime, stages, None, "fp32")
+    note = "fp32"
+    if runtime == "openvino":
+        from retina_cli.bench.precision import openvino_precision_path
+
+        compiled = backend.compiled((1, size, size))  # compiled now to ask what it runs
+        note = openvino_precision_path(precision, compiled, backend.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    elif precision != "fp32":
+        note = f"fp32 ({precision} is for PyTorch and OpenVINO)"
+    tolerance = (2.0, 0.02) if "bf16 ran" in note or note == "bf16" else (0.5, 1e-3)
+    return Subject(runtime, stages, None, note, tolerance)
