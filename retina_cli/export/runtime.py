@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class OnnxBackend:
         if device != "cpu" and "CUDAExecutionProvider" in available:
             providers.insert(0, "CUDAExecutionProvider")
         self._ort, self.path, self._providers = ort, path, providers
+        self.streams = 1
         session = self._open(None)
         self.model_cfg, self.post_cfg, self.stride = read_metadata(path, session)
         self.device = session.get_providers()[0]
@@ -70,12 +72,24 @@ class OnnxBackend:
         """A session; with ``shape`` = (N, H, W) the graph's free dimensions are fixed to it, so
         onnxruntime plans it as a static graph (shape arithmetic and in-graph anchors folded away)."""
         opts = self._ort.SessionOptions()
+        if self.streams > 1:  # each of the concurrent runs gets its share of the cores
+            opts.intra_op_num_threads = max(1, (os.cpu_count() or 1) // self.streams)
         for name, value in zip(("batch", "height", "width"), shape or ()):
             opts.add_free_dimension_override_by_name(name, int(value))
         try:
             return self._ort.InferenceSession(str(self.path), opts, providers=self._providers)
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf types
             raise ExportError(f"{self.path}: onnxruntime cannot load this model ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+
+    def use_streams(self, streams: int) -> int:
+        """Set up for ``streams`` runs at once from as many threads (a session runs concurrent
+        calls; each gets ``cores // streams`` threads instead of all of them) -> the streams set
+        up: 1 on CUDA, where the GPU serialises them anyway."""
+        streams = max(1, int(streams)) if self.device == "CPUExecutionProvider" else 1
+        if streams != self.streams:
+            self.streams = streams
+            self.session = ShapeCache(self._open, self.max_shapes)
+        return streams
 
     def candidates(self, batch: np.ndarray) -> Candidates:
         images = batch.transpose(0, 3, 1, 2).astype(np.float32)  # (N, 3, H, W) 0..255

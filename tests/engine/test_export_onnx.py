@@ -164,3 +164,19 @@ def test_rectangular_onnx_predictions_equal_torch_and_use_one_session_per_shape(
     fixed = OnnxBackend(export_onnx(ckpt, tmp_path / "fixed.onnx", dynamic_size=False), "cpu")
     assert fixed.stride is None
     assert_same_detections(Predictor(fixed, POST)([images[0]]), Predictor(torch_backend, POST, rect=False)([images[0]]))
+
+
+def test_two_streams_split_the_threads_and_give_the_same_detections(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    ckpt, _ = make_checkpoint(tmp_path / "m.pt")
+    backend = OnnxBackend(export_onnx(ckpt), "cpu")
+    images = [np.ascontiguousarray(f[:96]) for f in frames(n=3)] * 4
+    one = [Predictor(backend, POST)([im])[0] for im in images]
+    assert backend.use_streams(2) == 2
+    assert backend.session((1, 96, 128)).get_session_options().intra_op_num_threads == 2  # 4 cores / 2
+    with ThreadPoolExecutor(2) as pool:
+        two = list(pool.map(lambda im: Predictor(backend, POST)([im])[0], images))
+    assert_same_detections(two, one)
+    assert backend.use_streams(1) == 1 and backend.session.shapes() == []
