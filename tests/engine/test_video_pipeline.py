@@ -49,6 +49,18 @@ def video_props(path) -> tuple[int, int, int, float]:
     return props
 
 
+def assert_rows_equal_reference(rows: list[dict], video, model) -> None:
+    """predictions.json rows of ``video``: in frame order, each frame's equal to InferenceModel's."""
+    assert [r["frame"] for r in rows] == sorted(r["frame"] for r in rows)
+    for i, frame in enumerate(decoded_frames(video)):
+        boxes, scores, labels = reference(model, np.ascontiguousarray(frame[:, :, ::-1]))
+        got = [r for r in rows if r["frame"] == i]
+        assert len(got) == len(boxes) > 0
+        np.testing.assert_allclose(as_xyxy(got), boxes, atol=1e-3)
+        np.testing.assert_allclose([r["score"] for r in got], scores, atol=1e-5)
+        assert [r["category_id"] for r in got] == labels.tolist()
+
+
 def test_video_output_and_rows_equal_inference_model(tmp_path):
     ckpt, model = make_checkpoint(tmp_path / "m.pt")
     video = write_video(tmp_path / "clip.mp4")
@@ -59,14 +71,7 @@ def test_video_output_and_rows_equal_inference_model(tmp_path):
     assert len(decoded_frames(out / "clip.mp4")) == N
     rows = json.loads((out / "predictions.json").read_text())
     assert sorted({r["frame"] for r in rows}) == list(range(N))  # every frame has detections, in order
-    assert [r["frame"] for r in rows] == sorted(r["frame"] for r in rows)
-    for i, frame in enumerate(decoded_frames(video)):
-        boxes, scores, labels = reference(model, np.ascontiguousarray(frame[:, :, ::-1]))
-        got = [r for r in rows if r["frame"] == i]
-        assert len(got) == len(boxes) > 0
-        np.testing.assert_allclose(as_xyxy(got), boxes, atol=1e-3)
-        np.testing.assert_allclose([r["score"] for r in got], scores, atol=1e-5)
-        assert [r["category_id"] for r in got] == labels.tolist()
+    assert_rows_equal_reference(rows, video, model)
 
 
 def test_h264_codec_through_pyav(tmp_path):
@@ -235,14 +240,7 @@ def test_torch_cpu_video_runs_two_streams_with_the_same_rows(tmp_path, monkeypat
         assert seen == [(2, 1)] and torch.get_num_threads() == 2  # 2 streams of 1 thread, then restored
     finally:
         torch.set_num_threads(before)
-    rows = json.loads((tmp_path / "out" / "predictions.json").read_text())
-    assert [r["frame"] for r in rows] == sorted(r["frame"] for r in rows)
-    for i, frame in enumerate(decoded_frames(video)):
-        boxes, scores, labels = reference(model, np.ascontiguousarray(frame[:, :, ::-1]))
-        got = [r for r in rows if r["frame"] == i]
-        assert len(got) == len(boxes) > 0
-        np.testing.assert_allclose(as_xyxy(got), boxes, atol=1e-3)
-        assert [r["category_id"] for r in got] == labels.tolist()
+    assert_rows_equal_reference(json.loads((tmp_path / "out" / "predictions.json").read_text()), video, model)
     backend = TorchBackend(model, predict_mod.PostprocessConfig(), torch.device("cpu"))
     with real(backend, live=True) as streams:
         assert streams == 1
