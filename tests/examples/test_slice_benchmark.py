@@ -17,7 +17,5 @@ def test_slice_benchmark_scores_whole_and_sliced(tmp_path, capsys):
     for r in rows.values():
         assert set(r) == {"AP", "AP50", "APs", "ms_per_image"} and r["ms_per_image"] > 0
         assert -1 <= r["AP"] <= 1  # COCOeval's -1: no ground truth in the area range
-    # slicing a 160 px image into 64 px windows (overlap 0.2) runs 9 windows: it costs more than one pass
-    assert rows["slices of 64 only"]["ms_per_image"] > rows["whole image at 64 px"]["ms_per_image"]
     assert json.loads((tmp_path / "rows.json").read_text()) == rows
     assert "AP_small" in capsys.readouterr().out
