@@ -56,6 +56,8 @@ def _megabytes(path: Path) -> str:
 def int8_summary(report) -> str:
     """One line: how much of the model runs in int8, and what it costs on the val split."""
     line = f"int8: {report.quantized} of {report.convolutions} convolutions quantised"
+    if report.scope == "backbone":
+        line += " (the backbone only: the FPN and head kept in float to keep mAP)"
     if report.groups:
         shown = ", ".join(report.groups[:4]) + (", ..." if len(report.groups) > 4 else "")
         line += f" ({len(report.restored)} put back in float to keep mAP: {shown})"

@@ -196,3 +196,60 @@ def test_bench_times_the_openvino_int8_backend(tmp_path):
     payload = json.loads(out.read_text())
     assert [r["name"] for r in payload["results"]] == ["retina", "openvino int8"]
     assert 0.0 <= payload["agreement"]["openvino int8"] <= 1.0
+
+
+def test_accuracy_control_falls_back_to_the_backbone_only_before_restoring_layers(tmp_path, data):
+    """The first fallback quantises the backbone alone (FPN, head and input normalisation float);
+    when that holds no layer is ranked, otherwise the restore starts from the better model.
+    Validations are fakes that score which groups a model quantises; the graphs are real."""
+    import nncf
+    import openvino as ov
+
+    from retina_cli.export.formats import validation_records
+    from retina_cli.export.int8_restore import layer_groups
+    from retina_cli.export.openvino import export_openvino
+    from retina_cli.export.openvino_int8 import BACKBONE_ONLY_PATTERNS, FLOAT_PATTERNS, _control, _f32_compiler, _quantize
+    from retina_cli.export.quantize import calibration_batches
+
+    ckpt, model = make_checkpoint(tmp_path / "m.pt", names=NAMES)
+    source = OpenVinoBackend(export_openvino(ckpt, tmp_path / "m.xml"), "cpu")
+    batches = calibration_batches(str(data), 128, 3)
+
+    def quantize(patterns):
+        return _quantize(nncf, source.model, batches, patterns)
+
+    full = quantize(FLOAT_PATTERNS)
+    groups = layer_groups(full)
+    outside = {k for k in groups if not k.startswith("backbone/")}
+    assert outside and len(outside) < len(groups)  # FPN and head groups, besides the backbone's
+    backbone = quantize(BACKBONE_ONLY_PATTERNS)
+    assert set(layer_groups(backbone)) == set(groups) - outside
+    # nothing outside the backbone is quantised, the input normalisation in front of the stem included
+    fake_quantized = [c.get_node().get_friendly_name() for op in backbone.get_ordered_ops()
+                      if op.get_type_name() == "FakeQuantize" for c in op.output(0).get_target_inputs()]
+    assert fake_quantized and all(n.startswith("/det/model/backbone/") for n in fake_quantized)
+    records = validation_records(str(data), model.cfg)[:2]  # only the ranking reads their images
+    compile = _f32_compiler(ov)
+    said = []
+
+    def loses_outside_the_backbone(m):
+        return 1.0 - 0.1 * any(k in outside for k in layer_groups(m))
+
+    done, fp32_map, int8_map, scope, restored = _control(source, full, quantize, loses_outside_the_backbone, compile,
+                                                         records, 0.05, 4, said.append)
+    assert (fp32_map, int8_map, scope, restored) == (1.0, 1.0, "backbone", ())
+    assert set(layer_groups(done)) == set(groups) - outside
+    assert any("backbone only" in line for line in said) and not any("ranking" in line for line in said)
+
+    n = len(groups)
+    inside = n - len(outside)
+
+    def loses_per_group(m):  # each quantised group costs 1/n: the backbone alone is better, yet not enough
+        return 1.0 - len(layer_groups(m)) / n
+
+    max_drop = (inside - 2) / n + 1e-9  # two backbone groups in float hold it
+    done, _, int8_map, scope, restored = _control(source, full, quantize, loses_per_group, compile, records,
+                                                  max_drop, 4, said.append)
+    assert scope == "backbone" and len(restored) == 2 and not set(restored) & outside
+    assert int8_map == pytest.approx(1.0 - (inside - 2) / n)
+    assert set(layer_groups(done)) == set(groups) - outside - set(restored)
