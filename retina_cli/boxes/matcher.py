@@ -47,7 +47,7 @@ def match_anchors(
         zeros = torch.zeros((n, r), dtype=torch.int64, device=anchors.device)
         return Matches(zeros, torch.full((n, r), BACKGROUND, dtype=torch.uint8, device=anchors.device))
     iou = pairwise_iou(gt_boxes, anchors)  # (N, G, R)
-    iou = torch.where(gt_valid[:, :, None], iou, torch.full_like(iou, -1.0))
+    iou.masked_fill_(~gt_valid[:, :, None], -1.0)  # in place: (N, G, R) is the loss stage's largest tensor
     best_iou, gt_index = iou.max(dim=1)  # (N, R)
 
     state = torch.full((n, r), IGNORE, dtype=torch.uint8, device=anchors.device)

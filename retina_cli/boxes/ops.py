@@ -15,24 +15,27 @@ def pairwise_intersection(a: Tensor, b: Tensor) -> Tensor:
     """Intersection area of every box in ``a`` ``(..., M, 4)`` with every box in ``b`` ``(..., N, 4)`` -> ``(..., M, N)``.
 
     Leading dimensions broadcast as in :func:`pairwise_iou`; 0 for boxes that do not overlap.
+    Width and height are formed one at a time, each ``(..., M, N)`` overwritten in place: a
+    training batch's anchors against its GT (2 x 8 x 76,725 pairs at 640 px, P3-P7) never holds
+    the four ``(..., M, N, 2)`` corner tensors at once (39 MB, the loss stage's peak).
     """
-    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
-    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    return wh[..., 0] * wh[..., 1]
+    def extent(lo: int, hi: int) -> Tensor:  # overlap along one axis, >= 0
+        side = torch.minimum(a[..., :, None, hi], b[..., None, :, hi])
+        return side.sub_(torch.maximum(a[..., :, None, lo], b[..., None, :, lo])).clamp_(min=0)
+
+    return extent(0, 2).mul_(extent(1, 3))
 
 
 def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of every box in ``a`` ``(..., M, 4)`` with every box in ``b`` ``(..., N, 4)`` -> ``(..., M, N)``.
 
     Leading dimensions broadcast, so a batch ``(B, G, 4)`` against shared anchors ``(R, 4)`` gives
-    ``(B, G, R)``. Matches ``torchvision.ops.box_iou`` for 2-D inputs; 0 where the union is empty.
+    ``(B, G, R)``. Matches ``torchvision.ops.box_iou`` for 2-D inputs; 0 where the union is empty
+    (two boxes that overlap have a positive union, so an empty union comes with no intersection).
     """
-    area_a = box_area(a)[..., :, None]
-    area_b = box_area(b)[..., None, :]
     inter = pairwise_intersection(a, b)
-    union = area_a + area_b - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+    union = (box_area(a)[..., :, None] + box_area(b)[..., None, :]).sub_(inter).clamp_(min=1e-12)
+    return inter.div_(union)
 
 
 def pairwise_ios(a: Tensor, b: Tensor) -> Tensor:

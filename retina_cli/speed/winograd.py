@@ -78,12 +78,21 @@ def _out_of(u: Tensor) -> int:
 BAND_BYTES = 4 << 20  # Winograd-domain working set per band of tile rows (8 MiB: +10 MiB training peak, no faster)
 
 
-def _padded(x: Tensor, out: int) -> tuple[Tensor, int, int]:
-    """``(N, C, H, W)`` -> NHWC ``(N, out th + 2, out tw + 2, C)`` zero-padded by 1 on the top/left
-    and enough on the bottom/right for whole tiles; and (th, tw), the tiles down and across."""
+def _tiles_of(x: Tensor, out: int) -> tuple[int, int]:
+    """(th, tw): the output tiles down and across an ``(N, C, H, W)`` map."""
     h, w = x.shape[-2:]
-    th, tw = -(-h // out), -(-w // out)
-    return F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, tw * out + 1 - w, 1, th * out + 1 - h)), th, tw
+    return -(-h // out), -(-w // out)
+
+
+def _padded_band(x: Tensor, r0: int, r1: int, out: int, tw: int) -> Tensor:
+    """The input rows of tile rows ``[r0, r1)`` of ``x`` ``(N, C, H, W)``: NHWC
+    ``(N, (r1 - r0) out + 2, tw out + 2, C)``, zero-padded as the whole map would be (1 on the
+    top/left, to whole tiles on the bottom/right). Padding a band at a time, not the map, keeps a
+    layer's transient memory at the band's size (a padded copy of a 256 x 80 x 80 map is 13 MB)."""
+    h, w = x.shape[-2:]
+    top, bottom = r0 * out - 1, r1 * out + 1  # the band's rows in x, halo included
+    rows = x.permute(0, 2, 3, 1)[:, max(top, 0): min(bottom, h)]
+    return F.pad(rows, (0, 0, 1, tw * out + 1 - w, max(-top, 0), max(bottom - h, 0)))
 
 
 def _bands(th: int, n: int, tw: int, channels: int, itemsize: int, tile: int = OUT + 2) -> list[tuple[int, int]]:
@@ -93,11 +102,12 @@ def _bands(th: int, n: int, tw: int, channels: int, itemsize: int, tile: int = O
     return [(r0, min(th, r0 + rows)) for r0 in range(0, th, rows)]
 
 
-def _band_tiles(xh: Tensor, r0: int, r1: int, mb: Tensor, out: int) -> Tensor:
-    """Padded NHWC input (see :func:`_padded`) -> Winograd-domain tiles of tile rows ``[r0, r1)``:
+def _band_tiles(x: Tensor, r0: int, r1: int, mb: Tensor, out: int, tw: int) -> Tensor:
+    """``(N, C, H, W)`` input -> Winograd-domain tiles of tile rows ``[r0, r1)``:
     ``(T*T, P, C)``, P = N * (r1 - r0) * tw, tiles in (N, row, column) order."""
-    c, tile = xh.shape[-1], out + 2
-    tiles = xh[:, r0 * out: r1 * out + 2].unfold(1, tile, out).unfold(2, tile, out)  # (N, rb, tw, C, T, T)
+    c, tile = x.shape[1], out + 2
+    band = _padded_band(x, r0, r1, out, tw)
+    tiles = band.unfold(1, tile, out).unfold(2, tile, out)  # (N, rb, tw, C, T, T)
     d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(tile * tile, -1)  # (T*T, P*C)
     return (mb @ d).view(tile * tile, -1, c)
 
@@ -108,13 +118,13 @@ def winograd_conv2d(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor:
     n, c, h, w = x.shape
     k, out = u.shape[-1], _out_of(u)
     mb, ma, _ = (t.to(x.device, x.dtype) for t in _TRANSFORMS[out])
-    xh, th, tw = _padded(x, out)
+    th, tw = _tiles_of(x, out)
     # a fresh NCHW tensor, not a view (ReLU(inplace) may follow), written band by band through NHWC views
     result = torch.empty((n, k, h, w), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
     res_h = result.permute(0, 2, 3, 1)  # (N, H, W, K)
     for r0, r1 in _bands(th, n, tw, max(c, k), x.element_size(), out + 2):
         rb = r1 - r0
-        m = torch.bmm(_band_tiles(xh, r0, r1, mb, out), u)  # (T*T, P, K)
+        m = torch.bmm(_band_tiles(x, r0, r1, mb, out, tw), u)  # (T*T, P, K)
         y = (ma @ m.view(m.shape[0], -1)).view(out, out, n, rb, tw, k).permute(2, 3, 0, 4, 1, 5)  # (N, rb, o, tw, o, K)
         if r1 * out <= h and tw * out == w:  # whole tiles: write straight into the result
             dst = res_h[:, r0 * out: r1 * out].view(n, rb, out, tw, out, k)
@@ -161,7 +171,7 @@ def winograd_conv2d_backward(
         n, c, h, w = x.shape
         k, tile = gy.shape[1], out + 2
         mb, ma, gg = (t.to(x.device, x.dtype) for t in _TRANSFORMS[out])
-        xh, th, tw = _padded(x, out)
+        th, tw = _tiles_of(x, out)
         g_h = gy.permute(0, 2, 3, 1)  # (N, H, W, K)
         gu = x.new_zeros(tile * tile, c, k)
         for r0, r1 in _bands(th, n, tw, max(c, k), x.element_size(), tile):
@@ -170,7 +180,7 @@ def winograd_conv2d_backward(
             g = F.pad(g, (0, 0, 0, tw * out - w, 0, rb * out - g.shape[1]))  # (N, rb*o, tw*o, K)
             g = g.reshape(n, rb, out, tw, out, k).permute(2, 4, 0, 1, 3, 5).reshape(out * out, -1)  # (o*o, P*K)
             gm = (ma.T @ g).view(tile * tile, -1, k)  # (T*T, P, K)
-            gu.baddbmm_(_band_tiles(xh, r0, r1, mb, out).transpose(1, 2), gm)  # (T*T, C, K)
+            gu.baddbmm_(_band_tiles(x, r0, r1, mb, out, tw).transpose(1, 2), gm)  # (T*T, C, K)
         # G^T gu G per channel pair, read through a transposed view (no copy of gu)
         gw = (gu.view(tile * tile, c * k).T @ gg).view(c, k, 3, 3).transpose(0, 1).contiguous()
     return gx, gw
