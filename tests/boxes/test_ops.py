@@ -48,3 +48,14 @@ def test_cxcywh_round_trip(random_boxes):
     gen = torch.Generator().manual_seed(1)
     many = random_boxes(100, gen).reshape(4, 25, 4)
     torch.testing.assert_close(cxcywh_to_xyxy(xyxy_to_cxcywh(many)), many)
+
+
+def test_pairwise_iou_in_place_steps_keep_gradients(random_boxes):
+    """The intersection and union are formed in place on fresh tensors (memory): autograd still
+    differentiates them, and the inputs are left as they were."""
+    gen = torch.Generator().manual_seed(11)
+    a = random_boxes(4, gen, size=10.0).double().requires_grad_()  # small: most pairs overlap
+    b = random_boxes(5, gen, size=10.0).double().requires_grad_()
+    before = (a.detach().clone(), b.detach().clone())
+    assert torch.autograd.gradcheck(pairwise_iou, (a, b))
+    assert torch.equal(a.detach(), before[0]) and torch.equal(b.detach(), before[1])
