@@ -54,7 +54,8 @@ def _kron(m: tuple[tuple[float, ...], ...]) -> Tensor:
 
 # out -> ((T, T) B^T and (out, T) A^T, applied along each side of a tile by _apply2d; (T*T, 9) weight
 # transform G (x) G, exact in float64)
-_TRANSFORMS = {m: (torch.tensor(bt), torch.tensor(at), _kron(g)) for m, (bt, g, at) in _MATRICES.items()}
+_TRANSFORMS = {m: (torch.tensor(bt, dtype=torch.float32), torch.tensor(at, dtype=torch.float32), _kron(g))
+               for m, (bt, g, at) in _MATRICES.items()}
 
 
 def _apply2d(mat: Tensor, x: Tensor, overwrite: bool = False) -> Tensor:
@@ -124,7 +125,8 @@ def _band_tiles(x: Tensor, r0: int, r1: int, bt: Tensor, out: int, tw: int) -> T
     band = _padded_band(x, r0, r1, out, tw)
     tiles = band.unfold(1, tile, out).unfold(2, tile, out)  # (N, rb, tw, C, T, T)
     d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(tile * tile, -1)  # (T*T, P*C)
-    return _apply2d(bt, d, overwrite=True).view(tile * tile, -1, c)  # d is a copy: reshape gathers the tiles
+    # d is ours to overwrite: reshape gathers the tiles into a copy (or views the freshly padded band)
+    return _apply2d(bt, d, overwrite=True).view(tile * tile, -1, c)
 
 
 def winograd_conv2d(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor:
