@@ -126,7 +126,7 @@ def _plan_resume(resume: Path, data: str | Path, resolved: Any) -> tuple[dict[st
     anything is loaded or written -> (checkpoint, plan, the run's four configs)."""
     import yaml
 
-    from retina_cli.config import TrainConfig, from_dict
+    from retina_cli.config import stored_train_config
     from retina_cli.engine.checkpoint import configs_from_checkpoint, load_checkpoint
     from retina_cli.resume_settings import plan_resume
 
@@ -140,7 +140,7 @@ def _plan_resume(resume: Path, data: str | Path, resolved: Any) -> tuple[dict[st
     # where it runs comes from the flags (or their defaults) as for a new run
     given.update(device=resolved.values["device"], workers=resolved.values["workers"])
     plan = plan_resume(ckpt, resume, data, given, recorded if isinstance(recorded, dict) else None)
-    configs = (*configs_from_checkpoint(ckpt), from_dict(TrainConfig, ckpt["train_config"]))
+    configs = (*configs_from_checkpoint(ckpt), stored_train_config(ckpt["train_config"]))
     return ckpt, plan, configs
 
 

@@ -46,8 +46,8 @@ def pairwise_ios(a: Tensor, b: Tensor) -> Tensor:
     inside the whole object's box, whatever their IoU. 0 where the smaller box has no area.
     """
     smaller = torch.minimum(box_area(a)[..., :, None], box_area(b)[..., None, :])
-    inter = pairwise_intersection(a, b)
-    return torch.where(smaller > 0, inter / smaller.clamp(min=1e-12), torch.zeros_like(inter))
+    # a box without area has no intersection: 0 / 1e-12 = 0, no where() needed
+    return pairwise_intersection(a, b).div_(smaller.clamp_(min=1e-12))
 
 
 def clip_boxes(boxes: Tensor, height: int | Tensor, width: int | Tensor) -> Tensor:

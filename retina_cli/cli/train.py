@@ -90,6 +90,7 @@ def train(
     scale_min: Optional[float] = typer.Option(None, "--scale-min", help="Scale jitter lower bound."),
     scale_max: Optional[float] = typer.Option(None, "--scale-max", help="Scale jitter upper bound."),
     color_jitter: Optional[float] = typer.Option(None, "--color-jitter", help="Colour jitter strength (0: off)."),
+    rect: Optional[bool] = typer.Option(None, "--rect/--no-rect", help="Train each image on its own rectangle (long side --img-size, sides multiples of the top stride: 512x384 for a 4:3 photo at 512) instead of the square; a batch of mixed shapes is padded to the largest."),
     # run folder
     project: Optional[str] = typer.Option(None, "--project", help="Parent folder of runs."),
     name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default exp, exp2, ...)."),

@@ -29,7 +29,8 @@ __all__ = ["AugmentConfig", "DetectionTorchDataset", "EpochSampler", "Sample", "
 class SampleMeta(LetterboxMeta):
     """A :class:`LetterboxMeta` with the image it belongs to. ``hflip``: the network input was
     mirrored after the letterbox map (training only; undo with ``x -> size - x`` first).
-    ``index``: position of the record in the dataset's record list."""
+    ``index``: position of the record in the dataset's record list. With ``hflip`` the mirror is
+    about the canvas's own width (``meta.shape[1]``), so undo it with ``x -> W_c - x`` first."""
 
     path: Path = Path()
     index: int = -1
@@ -54,9 +55,11 @@ class Sample(NamedTuple):
 class DetectionTorchDataset(Dataset):
     """Image records -> :class:`Sample`.
 
-    augment None: plain centred letterbox (evaluation, prediction); with ``rect_stride`` on the
-    image's own rectangle (:func:`~retina_cli.data.transforms.rect_shape`). Otherwise the random
-    transform of :func:`retina_cli.data.transforms.augment`, drawn from an RNG seeded by
+    augment None: plain centred letterbox (evaluation, prediction). Otherwise the random
+    transform of :func:`retina_cli.data.transforms.augment`. Either way ``rect_stride`` puts the
+    image on its own rectangle (:func:`~retina_cli.data.transforms.rect_shape`: 512 x 384 for a 4:3
+    photo at 512 with P6, a quarter fewer pixels than the square), None on ``img_size x img_size``.
+    The augmentation is drawn from an RNG seeded by
     ``(seed, epoch, index)`` alone: an item is ``(epoch, index)`` (see :class:`EpochSampler`), so
     the stream is the same with any number of workers, in any order, and after a resume.
     """
@@ -84,14 +87,14 @@ class DetectionTorchDataset(Dataset):
             # the file changed size since the labels were made; scale the boxes along
             boxes = boxes * np.array([w / rec.width, h / rec.height] * 2, np.float32)
         flipped = False
+        shape = rect_shape(w, h, self.img_size, self.rect_stride) if self.rect_stride else None
         if self.augment is None:
-            shape = rect_shape(w, h, self.img_size, self.rect_stride) if self.rect_stride else None
             canvas, lb = letterbox(image, self.img_size, shape)
             net = boxes_to_letterbox(boxes.astype(np.float32), lb)
-            net, labels, ignore = crop_boxes(net, self.img_size, labels, ignore)
+            net, labels, ignore = crop_boxes(net, lb.shape, labels, ignore)
         else:
             rng = np.random.default_rng((self.seed, epoch, index))
-            canvas, net, lb, flipped, keep = augment(image, boxes, self.img_size, self.augment, rng)
+            canvas, net, lb, flipped, keep = augment(image, boxes, self.img_size, self.augment, rng, shape)
             labels, ignore = labels[keep], ignore[keep]
         meta = SampleMeta(lb.scale, lb.pad_x, lb.pad_y, lb.orig_w, lb.orig_h, lb.size, lb.canvas, path=rec.path,
                           index=index, hflip=flipped)
@@ -194,11 +197,12 @@ def make_loader(
     train: shuffled by an :class:`EpochSampler` (wrapping ``sampler`` when given; call
     ``loader.sampler.set_epoch(epoch)`` every epoch) and augmented with ``augment`` (default
     ``AugmentConfig()``; pass ``AugmentConfig.off()`` for none). Not train: fixed order, plain
-    letterbox (rectangular with ``rect_stride``, see :class:`DetectionTorchDataset`). ``seed`` fixes
-    the shuffle order and the augmentation stream.
+    letterbox, in batches of one canvas shape with ``rect_stride``. ``rect_stride``: every image on
+    its own rectangle (see :class:`DetectionTorchDataset`); a training batch of several shapes is
+    padded to the largest (:func:`collate`). ``seed`` fixes the shuffle order and the augmentation stream.
     """
     aug = (augment or AugmentConfig()) if train else None
-    dataset = DetectionTorchDataset(records, img_size, aug, seed=seed, rect_stride=None if train else rect_stride)
+    dataset = DetectionTorchDataset(records, img_size, aug, seed=seed, rect_stride=rect_stride)
     common = dict(num_workers=workers, collate_fn=collate, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
     if not train and rect_stride and sampler is None:
         # batches of one canvas shape each, out of record order: evaluation maps results by SampleMeta.index

@@ -186,46 +186,52 @@ def color_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def crop_boxes(boxes: np.ndarray, size: int, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Clip ``(n, 4)`` network boxes to the canvas and drop those thinner than MIN_SIDE; the
-    per-box ``arrays`` (labels, ignore flags, ...) are filtered the same way."""
-    clipped = np.clip(boxes, 0, size)
+def crop_boxes(boxes: np.ndarray, size: int | tuple[int, int], *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Clip ``(n, 4)`` network boxes to the canvas (``size x size``, or ``size = (H, W)``) and drop
+    those thinner than MIN_SIDE; the per-box ``arrays`` (labels, ignore flags, ...) are filtered the
+    same way."""
+    h, w = (size, size) if isinstance(size, int) else size
+    clipped = np.clip(boxes, 0, np.array([w, h, w, h], boxes.dtype))
     keep = ((clipped[:, 2] - clipped[:, 0]) >= MIN_SIDE) & ((clipped[:, 3] - clipped[:, 1]) >= MIN_SIDE)
     return (clipped[keep], *(a[keep] for a in arrays))
 
 
 def augment(
-    image: np.ndarray, boxes: np.ndarray, size: int, cfg: AugmentConfig, rng: np.random.Generator
+    image: np.ndarray, boxes: np.ndarray, size: int, cfg: AugmentConfig, rng: np.random.Generator,
+    canvas: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, LetterboxMeta, bool, np.ndarray]:
     """Training transform: jittered letterbox, colour jitter, flip.
 
     image ``(H, W, 3)`` uint8, boxes ``(n, 4)`` float32 original pixels -> canvas
-    ``(size, size, 3)`` uint8, boxes ``(k, 4)`` float32 network pixels, the affine map used (before
-    the flip), whether the canvas was flipped, and ``keep`` ``(n,)`` bool: the boxes that survived
-    the crop (filter labels with it).
+    ``(size, size, 3)`` uint8 (``(H_c, W_c, 3)`` with ``canvas = (H_c, W_c)``, e.g. the image's own
+    :func:`rect_shape`), boxes ``(k, 4)`` float32 network pixels, the affine map used (before the
+    flip), whether the canvas was flipped, and ``keep`` ``(n,)`` bool: the boxes that survived the
+    crop (filter labels with it). The long side is scaled to ``size`` times the jitter whatever the
+    canvas; a square canvas draws the same random stream as before rectangles existed.
     """
     h, w = image.shape[:2]
+    ch, cw = canvas or (size, size)
     lo, hi = cfg.scale_jitter
     scale = size / max(w, h) * (rng.uniform(lo, hi) if hi > lo else lo)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
     if (lo, hi) == (1.0, 1.0):
-        pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+        pad_x, pad_y = (cw - new_w) // 2, (ch - new_h) // 2
     else:
-        pad_x = int(rng.integers(min(0, size - new_w), max(0, size - new_w) + 1))
-        pad_y = int(rng.integers(min(0, size - new_h), max(0, size - new_h) + 1))
-    meta = LetterboxMeta(scale, float(pad_x), float(pad_y), w, h, size)
-    canvas = place(image, size, scale, pad_x, pad_y)
+        pad_x = int(rng.integers(min(0, cw - new_w), max(0, cw - new_w) + 1))
+        pad_y = int(rng.integers(min(0, ch - new_h), max(0, ch - new_h) + 1))
+    meta = LetterboxMeta(scale, float(pad_x), float(pad_y), w, h, size, None if (ch, cw) == (size, size) else (ch, cw))
+    out = place(image, (ch, cw), scale, pad_x, pad_y)
     if cfg.color_jitter > 0:
         # only the pixels of the image, after the resize (cheap for large photos; padding stays grey)
-        ys = slice(max(pad_y, 0), min(pad_y + new_h, size))
-        xs = slice(max(pad_x, 0), min(pad_x + new_w, size))
-        canvas[ys, xs] = color_jitter(canvas[ys, xs], cfg.color_jitter, rng)
+        ys = slice(max(pad_y, 0), min(pad_y + new_h, ch))
+        xs = slice(max(pad_x, 0), min(pad_x + new_w, cw))
+        out[ys, xs] = color_jitter(out[ys, xs], cfg.color_jitter, rng)
     net = boxes_to_letterbox(boxes.astype(np.float32), meta)
     idx = np.arange(boxes.shape[0])
-    net, idx = crop_boxes(net, size, idx)
+    net, idx = crop_boxes(net, (ch, cw), idx)
     keep = np.zeros(boxes.shape[0], bool)
     keep[idx] = True
     flipped = bool(cfg.hflip > 0 and rng.random() < cfg.hflip)
     if flipped:
-        canvas, net = hflip(canvas, net)
-    return canvas, net.astype(np.float32), meta, flipped, keep
+        out, net = hflip(out, net)
+    return out, net.astype(np.float32), meta, flipped, keep

@@ -400,9 +400,9 @@ def network_streams(backend: Backend, live: bool = False) -> Iterator[int]:
     by side outrun one that uses every core, whose layers each wait for the slowest thread (and
     for the draw / encode threads that take its cores). PyTorch: n // 2 threads each for the
     duration (nano on a 640x480 BCCD video, 2-core Zen 3, interleaved: 13.3 -> 16.5 frames/s);
-    OpenVINO: compiled for 2 streams (:meth:`~retina_cli.export.openvino.OpenVinoBackend.use_streams`);
-    onnxruntime: sessions of half the threads each (:meth:`~retina_cli.export.runtime.OnnxBackend.use_streams`).
-    (the same video: OpenVINO 18.7 -> 19.9, onnxruntime 20.1 -> 22.5). Live sources and CUDA: 1.
+    OpenVINO: compiled for 2 streams (:meth:`~retina_cli.export.openvino.OpenVinoBackend.use_streams`;
+    the same video: 18.7 -> 19.9); onnxruntime: sessions of half the threads each
+    (:meth:`~retina_cli.export.runtime.OnnxBackend.use_streams`; 20.1 -> 22.5). Live sources and CUDA: 1.
     """
     threads = torch.get_num_threads()
     device = getattr(backend, "device", None)

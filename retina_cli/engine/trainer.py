@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from retina_cli.config import LossConfig, ModelConfig, PostprocessConfig, TrainConfig, from_dict, to_dict
+from retina_cli.config import LossConfig, ModelConfig, PostprocessConfig, TrainConfig, stored_train_config, to_dict
 from retina_cli.data.loader import make_loader
 from retina_cli.data.transforms import AugmentConfig
 from retina_cli.engine import distributed as dist_utils
@@ -157,6 +157,7 @@ class Trainer:
         self.train_loader = make_loader(
             train_records, self.img_size, cfg.batch_size, train=True, workers=cfg.workers,
             augment=augment_config(cfg), sampler=sampler, seed=cfg.seed,
+            rect_stride=2 ** model.cfg.max_level if cfg.rect else None,
         )
         self.val_records = dataset.splits.get("val") or []
         self.val_loader = (
@@ -614,7 +615,7 @@ def prepare_training(
         model_cfg, loss_cfg, post_cfg = configs_from_checkpoint(ckpt)
         # the run goes on as it was configured; only where it runs (and, checked, its length) may change
         changes = resume_changes if resume_changes is not None else {"device": cfg.device, "workers": cfg.workers}
-        cfg = replace(from_dict(TrainConfig, ckpt["train_config"]), **changes)
+        cfg = replace(stored_train_config(ckpt["train_config"]), **changes)
         data_path = ckpt.get("data_path") or cfg.data
     dist = dist_utils.init_distributed(cfg.device)
     device = dist_utils.select_device(cfg.device, dist.local_rank)

@@ -79,3 +79,32 @@ def test_eval_batches_hold_one_canvas_shape_each():
     batches = list(ShapeBatchSampler(recs, 640, 128, batch_size=2))
     assert batches == [[0, 2], [3], [1, 4], [5]]  # record order within a shape; an unknown size alone
     assert sorted(i for b in batches for i in b) == list(range(len(recs)))
+
+
+def test_train_loader_puts_each_augmented_image_on_its_own_rectangle(tmp_path):
+    import cv2
+
+    from retina_cli.data.loader import make_loader
+    from retina_cli.data.transforms import AugmentConfig
+
+    recs = []
+    for i, (w, h) in enumerate([(640, 480), (640, 480), (480, 640)]):
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), np.full((h, w, 3), 7, np.uint8))
+        recs.append(ImageRecord(path, w, h, np.array([[10, 10, 600, 470]], np.float32) if w > h
+                                else np.array([[10, 10, 470, 600]], np.float32), np.zeros(1, np.int64), np.zeros(1, bool)))
+    loader = make_loader(recs, 512, 1, train=True, augment=AugmentConfig(hflip=1.0), rect_stride=64, seed=3)
+    for epoch in range(3):
+        loader.sampler.set_epoch(epoch)
+        for images, targets, metas in loader:
+            h, w = images.shape[2:]
+            (want,) = {rect_shape(m.orig_w, m.orig_h, 512, 64) for m in metas}
+            assert (h, w) == want and metas[0].shape == want  # 4:3 -> 384 x 512, no square padding
+            b = targets.boxes[0, : int(targets.valid[0].sum())]
+            assert (b[:, 0::2] <= w).all() and (b[:, 1::2] <= h).all() and (b >= 0).all()
+    # a batch of both orientations pads to the largest height and width
+    images, _, _ = next(iter(make_loader(recs, 512, 3, train=True, rect_stride=64)))
+    assert tuple(images.shape[2:]) == (512, 512)
+    # without a stride: the square, as before
+    images, _, _ = next(iter(make_loader(recs[:1], 512, 1, train=True)))
+    assert tuple(images.shape[2:]) == (512, 512)

@@ -17,8 +17,10 @@ from retina_cli.data.transforms import (
     boxes_to_letterbox,
     color_jitter,
     hflip,
+    crop_boxes,
     letterbox,
     place,
+    rect_shape,
 )
 
 
@@ -104,50 +106,55 @@ def test_resized_edge_crosses_half_way_on_the_mapped_box_edge(pad_x):
 @given(
     w=st.integers(12, 90), h=st.integers(12, 90), size=st.sampled_from([32, 64]),
     corners=st.lists(st.floats(0, 1), min_size=4, max_size=4), cfg=augment_configs, seed=st.integers(0, 2**31),
+    rect=st.booleans(),
 )
 # found by this test: a 12 px image upscaled ~9.3x and cropped; the pixel 1.7 px inside the box's
 # inner corner is 124/255 (see the margin below)
 @example(w=12, h=12, size=64, corners=[0.0, 0.0, 0.5, 0.5],
-         cfg=AugmentConfig(hflip=0.0, scale_jitter=(1.3, 2.0), color_jitter=0.0), seed=0)
-def test_painted_box_follows_every_transform(w, h, size, corners, cfg, seed):
+         cfg=AugmentConfig(hflip=0.0, scale_jitter=(1.3, 2.0), color_jitter=0.0), seed=0, rect=False)
+def test_painted_box_follows_every_transform(w, h, size, corners, cfg, seed, rect):
     """Paint the box interior white on black, transform image and box together, and check that
-    pixels well inside the transformed box are white and pixels well outside it are not."""
+    pixels well inside the transformed box are white and pixels well outside it are not; on the
+    square canvas and on the image's own rectangle (sides multiples of 16) alike."""
     c = np.sort(np.array(corners).reshape(2, 2), axis=0)
     x1, x2 = sorted((int(c[0, 0] * (w - 2)), int(c[1, 0] * (w - 2)) + 2))
     y1, y2 = sorted((int(c[0, 1] * (h - 2)), int(c[1, 1] * (h - 2)) + 2))
     img = np.zeros((h, w, 3), np.uint8)
     img[y1:y2, x1:x2] = 255
     box = np.array([[x1, y1, x2, y2]], np.float32)
-    canvas, net, meta, flipped, keep = augment(img, box, size, cfg, np.random.default_rng(seed))
+    shape = rect_shape(w, h, size, 16) if rect else None
+    canvas, net, meta, flipped, keep = augment(img, box, size, cfg, np.random.default_rng(seed), shape)
+    ch, cw = shape or (size, size)
+    assert canvas.shape == (ch, cw, 3) and meta.shape == (ch, cw)
 
     # the unclipped network box, from the meta (and the flip) alone
     full = boxes_to_letterbox(box, meta)[0]
     if flipped:
-        full = np.array([size - full[2], full[1], size - full[0], full[3]])
-    centres = np.arange(size) + 0.5
+        full = np.array([cw - full[2], full[1], cw - full[0], full[3]])
+    xs, ys = np.arange(cw) + 0.5, np.arange(ch) + 0.5
     margin = 1.5  # bilinear interpolation plus the <= 0.5 px rounding of the resized image size
     # The resize puts each edge's 50 % crossing on the mapped box edge (the test above), but at a
     # corner bilinear multiplies the two ramps: upscaled by s, a pixel d px inside both edges is
     # (0.5 + d / s) ** 2 bright, above half only for d > (sqrt(0.5) - 0.5) * s = 0.21 s. So "well
     # inside" grows with the upscale factor (12 px -> 64 with jitter 1.75: s = 9.3, d > 1.9 px).
     inner = max(margin, 0.5 + 0.25 * meta.scale)
-    inside_x = (centres > full[0] + inner) & (centres < full[2] - inner)
-    inside_y = (centres > full[1] + inner) & (centres < full[3] - inner)
+    inside_x = (xs > full[0] + inner) & (xs < full[2] - inner)
+    inside_y = (ys > full[1] + inner) & (ys < full[3] - inner)
     outside = ~(
-        ((centres > full[0] - margin) & (centres < full[2] + margin))[None, :]
-        & ((centres > full[1] - margin) & (centres < full[3] + margin))[:, None]
+        ((xs > full[0] - margin) & (xs < full[2] + margin))[None, :]
+        & ((ys > full[1] - margin) & (ys < full[3] + margin))[:, None]
     )
     bright = canvas[..., 0] > 127  # the half-way value sits on the box edge, at any scale
     assert not bright[outside].any()
     assert bright[np.ix_(inside_y, inside_x)].all()
     if keep[0]:
-        np.testing.assert_allclose(net[0], np.clip(full, 0, size), atol=1e-4)
+        np.testing.assert_allclose(net[0], np.clip(full, 0, [cw, ch, cw, ch]), atol=1e-4)
         # and back: the kept box maps into the original image inside the painted box
         back = boxes_from_letterbox(boxes_to_letterbox(box, meta), meta)
         np.testing.assert_allclose(back, box, atol=1e-4)
     else:
         assert net.shape == (0, 4)
-        visible = np.clip(full, 0, size)
+        visible = np.clip(full, 0, [cw, ch, cw, ch])
         assert min(visible[2] - visible[0], visible[3] - visible[1]) < 1.0
 
 
@@ -159,3 +166,34 @@ def test_augment_off_equals_letterbox():
     assert meta == ref_meta and not flipped and keep.tolist() == [True]
     np.testing.assert_array_equal(canvas, ref)
     np.testing.assert_allclose(net, [[16, 20, 48, 44]], atol=1e-5)
+
+
+def test_augment_on_a_square_canvas_draws_the_stream_of_no_canvas():
+    """canvas=(size, size) is the old square path: same pixels, boxes and meta for any seed."""
+    img = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    box = np.array([[5, 6, 40, 30], [50, 2, 63, 47]], np.float32)
+    for seed in range(5):
+        a = augment(img, box, 64, AugmentConfig(), np.random.default_rng(seed))
+        b = augment(img, box, 64, AugmentConfig(), np.random.default_rng(seed), (64, 64))
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        assert a[2:4] == b[2:4] and a[2].canvas is None
+
+
+def test_augment_off_on_a_rectangle_equals_the_rectangular_letterbox():
+    img = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    box = np.array([[100, 50, 300, 470]], np.float32)
+    shape = rect_shape(640, 480, 512, 64)
+    assert shape == (384, 512)
+    canvas, net, meta, _, _ = augment(img, box, 512, AugmentConfig.off(), np.random.default_rng(0), shape)
+    ref, ref_meta = letterbox(img, 512, shape)
+    assert meta == ref_meta
+    np.testing.assert_array_equal(canvas, ref)
+    np.testing.assert_allclose(net, [[80, 40, 240, 376]], atol=1e-4)
+
+
+def test_crop_boxes_clips_each_axis_to_its_own_side():
+    boxes = np.array([[-5, -5, 600, 500], [505, 10, 700, 20], [10, 390, 20, 400]], np.float32)
+    kept, idx = crop_boxes(boxes, (384, 512), np.arange(3))
+    np.testing.assert_array_equal(kept, [[0, 0, 512, 384], [505, 10, 512, 20]])
+    assert idx.tolist() == [0, 1]  # the third lies below the 384-high canvas

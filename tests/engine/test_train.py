@@ -177,3 +177,22 @@ def test_freeze_stride_keeps_the_stem_fixed_and_trains_the_rest(tiny_yolo, tmp_p
     assert not torch.equal(after["layer2.0.conv1.weight"], before["layer2.0.conv1.weight"])
     # the configuration is in the checkpoint, so a resumed run freezes the same layers
     assert load_checkpoint(trainer.run_dir / "last.pt")["train_config"]["freeze_stride"] == 4
+
+
+def test_training_batches_are_rectangular_by_default_and_old_runs_resume_on_squares(tiny_yolo, tmp_path):
+    """80x64 images at img_size 80 with P3-P4 train on 64 x 80 canvases (the image's own
+    rectangle, as eval and predict see it); --no-rect keeps the square; a checkpoint written
+    before the setting existed resumes on squares, the recipe it was trained with."""
+    from retina_cli.config import stored_train_config, to_dict
+
+    model = ModelConfig(num_classes=1, **{**TINY, "img_size": 80, "max_level": 4})
+    _, loss, post, cfg = _cfgs(tiny_yolo, tmp_path, epochs=1)
+    assert cfg.rect
+    for rect, shape in ((True, (64, 80)), (False, (80, 80))):
+        trainer = prepare_training(model, loss, post, replace(cfg, rect=rect, name=f"rect{rect}"), reporter=SilentReporter())
+        images, targets, _ = next(iter(trainer.train_loader))
+        assert tuple(images.shape[2:]) == shape
+        assert (targets.boxes[..., 1::2] <= shape[0]).all() and (targets.boxes[..., 0::2] <= shape[1]).all()
+    old = {k: v for k, v in to_dict(cfg).items() if k != "rect"}
+    assert stored_train_config(old).rect is False
+    assert stored_train_config(to_dict(cfg)) == cfg
