@@ -28,9 +28,9 @@ __all__ = ["AugmentConfig", "DetectionTorchDataset", "EpochSampler", "Sample", "
 @dataclass(frozen=True)
 class SampleMeta(LetterboxMeta):
     """A :class:`LetterboxMeta` with the image it belongs to. ``hflip``: the network input was
-    mirrored after the letterbox map (training only; undo with ``x -> size - x`` first).
-    ``index``: position of the record in the dataset's record list. With ``hflip`` the mirror is
-    about the canvas's own width (``meta.shape[1]``), so undo it with ``x -> W_c - x`` first."""
+    mirrored after the letterbox map (training only), about the canvas's own width ``W_c =
+    meta.shape[1]``: undo it with ``x -> W_c - x`` first. ``index``: position of the record in the
+    dataset's record list."""
 
     path: Path = Path()
     index: int = -1
