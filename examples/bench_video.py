@@ -83,9 +83,12 @@ def main(argv: list[str] | None = None) -> None:
                 fmt = "onnx" if backend == "onnxruntime" else "openvino"
                 int8 = backend == "openvino-int8"
                 exported = export_model(ckpt, fmt, work / f"{backbone}-{backend}{'.onnx' if fmt == 'onnx' else '.xml'}",
-                                        dynamic_size=not args.fixed_size, int8=int8, calibration=args.calibration or None)
+                                        dynamic_size=not args.fixed_size, int8=int8, calibration=args.calibration or None,
+                                        timing=False)
                 model_path = exported.int8 if int8 else exported.path
-            cfg = PredictConfig(out=str(work / f"{backbone}-{backend}"), device="cpu", batch=args.batch)
+            # "torch" is the checkpoint itself, even where an earlier export was timed faster beside it
+            cfg = PredictConfig(out=str(work / f"{backbone}-{backend}"), device="cpu", batch=args.batch,
+                                backend="torch" if backend == "torch" else "auto")
             summary = run_predict(model_path, str(video), cfg)
             ms = summary.timer.per_frame_ms(summary.frames)
             print(f"{backbone:24s} {backend:12s} {summary.fps:6.2f} " + " ".join(f"{ms[s]:8.1f} ms" for s in STAGES), flush=True)

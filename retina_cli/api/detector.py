@@ -17,7 +17,9 @@ from typing import Any, Iterable, Iterator, Sequence
 from retina_cli.api.inputs import open_frames
 from retina_cli.api.metrics import Metrics
 from retina_cli.engine.results import Result
-from retina_cli.engine.predict import Backend, Predictor, class_names, load_backend, make_predictor, override_postprocess
+from retina_cli.engine.predict import (
+    Backend, Predictor, class_names, load_backend, make_predictor, override_postprocess, picked_line,
+)
 from retina_cli.engine.sources import Frame
 from retina_cli import validation
 
@@ -25,6 +27,7 @@ from retina_cli import validation
 class Detector:
     """A loaded model. names: class names, ``names[k]`` is class id ``k``. path: the file it was
     loaded from. backend: "torch", "onnxruntime" or "openvino". img_size: the long side of the network input.
+    ran: what runs in place of ``path`` when :func:`load` picked the checkpoint's faster export, else "".
     Build it with :func:`load`."""
 
     def __init__(self, backend: Backend, path: Path) -> None:
@@ -33,6 +36,7 @@ class Detector:
         self.names: tuple[str, ...] = class_names(backend.model_cfg)
         self.backend: str = backend.name
         self.img_size: int = backend.model_cfg.img_size
+        self.ran: str = picked_line(backend)
 
     def __repr__(self) -> str:
         return f"Detector({str(self.path)!r}, backend={self.backend!r}, classes={len(self.names)}, img_size={self.img_size})"
@@ -133,7 +137,7 @@ class Detector:
     def export(
         self, format: str = "onnx", out: str | Path | None = None, dynamic_size: bool = True, opset: int | None = None,
         int8: bool = False, calibration: str | Path | None = None, calibration_images: int = 32,
-        max_drop: float | None = 0.005,
+        max_drop: float | None = 0.005, timing: bool = True,
     ) -> Path:
         """Export the checkpoint (a Detector loaded from .pt) -> the written file's path.
 
@@ -144,13 +148,16 @@ class Detector:
         model's path is returned (the fp32 one is written next to it). With "openvino" the int8
         model (``<name>.int8.xml``) is quantised by NNCF and kept within ``max_drop`` mAP50-95 of
         fp32 on the dataset's val split (layers put back in float until it holds); max_drop None
-        quantises without checking.
+        quantises without checking. timing: time the fp32 model against the checkpoint on this CPU
+        and record it beside the checkpoint, so that :func:`load` of the checkpoint runs the
+        export where it is faster.
         """
         from retina_cli.export.formats import export_model
 
         validation.check_flags(opset=opset, calibration_images=calibration_images,
                                **({} if max_drop is None else {"max_drop": max_drop}))
-        done = export_model(self.path, format, out, dynamic_size, opset, int8, calibration, calibration_images, max_drop)
+        done = export_model(self.path, format, out, dynamic_size, opset, int8, calibration, calibration_images, max_drop,
+                            timing=timing)
         return done.int8 or done.path
 
 
@@ -184,7 +191,8 @@ def load(path: str | Path, device: str = "auto", backend: str = "auto", precisio
     or OpenVINO .xml) -> :class:`Detector`.
 
     device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". backend: "auto" (.onnx ->
-    onnxruntime, .xml -> openvino, else torch), "torch", "onnxruntime" or "openvino". precision:
+    onnxruntime, .xml -> openvino, else torch; a checkpoint on the CPU runs its fp32 export when
+    ``retina export`` timed it faster on this machine, see ``Detector.ran``), "torch", "onnxruntime" or "openvino". precision:
     "fp32" or "bf16" (torch backend: autocast; openvino: its CPU plugin's bf16). winograd: on CPU in fp32, wide 3x3 convolutions as Winograd F(4x4, 3x3).
     """
     validation.check_device(device)

@@ -21,6 +21,7 @@ def export(
     calibration_images: int = typer.Option(32, "--calibration-images", help="How many images calibrate --int8."),
     max_drop: float = typer.Option(0.005, "--max-drop", help="openvino --int8: the val mAP50-95 int8 may lose against fp32; the layers that cost most go back to float until it holds."),
     accuracy_control: bool = typer.Option(True, "--accuracy-control/--no-accuracy-control", help="openvino --int8: check int8 against fp32 on the val split (--max-drop); --no-accuracy-control quantises without checking."),
+    timing: bool = typer.Option(True, "--timing/--no-timing", help="Time the fp32 model against the checkpoint on this CPU (a few seconds; about 30 s for the paper model) and record it beside the checkpoint: `retina predict CHECKPOINT` then runs the export where it was faster."),
 ) -> None:
     """Export network + box decoding to ONNX or OpenVINO IR (dynamic batch and size); NMS runs in
     `retina predict model.onnx` (or model.xml).
@@ -35,7 +36,8 @@ def export(
     out_console = console()
     err = console(stderr=True)
     done = export_model(checkpoint, fmt, out or None, dynamic_size, opset, int8, calibration, calibration_images,
-                        max_drop if accuracy_control else None, progress=lambda msg: err.print(msg, highlight=False))
+                        max_drop if accuracy_control else None, progress=lambda msg: err.print(msg, highlight=False),
+                        timing=timing)
     path = done.path
     out_console.print(f"wrote {path} ({_megabytes(path)} MB); run it with: retina predict {path} SOURCE", highlight=False)
     if done.int8 is not None:
@@ -43,6 +45,18 @@ def export(
         out_console.print(f"wrote {q} ({_megabytes(q)} MB, int8, calibrated on {calibration_images} images of {calibration})", highlight=False)
     if done.report is not None:
         out_console.print(int8_summary(done.report), highlight=False)
+    if done.timing is not None:
+        out_console.print(timing_summary(checkpoint, done.timing), highlight=False, soft_wrap=True)
+
+
+def timing_summary(checkpoint: Path, timing) -> str:
+    """One line: the medians, and what `retina predict CHECKPOINT` runs from now on."""
+    from retina_cli.export.timing import faster_export
+
+    faster = faster_export(checkpoint)
+    runs = (f"`retina predict {checkpoint}` now runs {faster[0].name} ({faster[1].backend}; --backend torch runs the checkpoint)"
+            if faster else f"`retina predict {checkpoint}` keeps PyTorch (the export is not faster here)")
+    return f"timed: {timing.describe()}; {runs}"
 
 
 def _megabytes(path: Path) -> str:

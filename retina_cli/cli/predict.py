@@ -65,7 +65,8 @@ def print_summary(summary: PredictSummary, names: tuple[str, ...], profile: bool
     out.print(
         f"{state} {summary.frames} frames, {total} detections at conf {summary.conf:.2f}, {summary.fps:.1f} frames/s mean"
         + (f", {summary.bad_frames} damaged frames skipped" if summary.bad_frames else "")
-        + (f", {len(summary.skipped)} unreadable files skipped" if summary.skipped else ""),
+        + (f", {len(summary.skipped)} unreadable files skipped" if summary.skipped else "")
+        + (f"; {summary.ran}" if summary.ran else ""),
         highlight=False,
     )
     if summary.per_class:

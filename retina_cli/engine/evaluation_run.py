@@ -184,7 +184,7 @@ def run_evaluation(
     absent = absent_folders(project)
     run_dir = next_run_dir(Path(project), name or None)
     with discard_on_failure(run_dir, made=absent):
-        backend = load_backend(checkpoint, "auto", device, precision, winograd=winograd)
+        backend = load_backend(checkpoint, "auto", device, precision, winograd=winograd, exports=False)
         post_cfg = override_postprocess(backend.post_cfg, conf, iou, max_det)
         ev = evaluate_backend(backend, data, split, data_format, batch_size, workers, post_cfg, progress, slicing)
         write_evaluation(ev, run_dir, checkpoint, data)

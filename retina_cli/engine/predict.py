@@ -99,13 +99,15 @@ class Backend(Protocol):
     """Runs the network and box decoding: letterboxed RGB ``(N, H, W, 3)`` uint8 -> Candidates.
 
     stride: H and W may be any multiples of it (rectangular inference); None: only the square
-    ``(img_size, img_size)``.
+    ``(img_size, img_size)``. picked: the :class:`~retina_cli.export.timing.Timing` for which
+    :func:`load_backend` ran this export in place of the checkpoint it was given, else None.
     """
 
     name: str
     model_cfg: ModelConfig
     post_cfg: PostprocessConfig
     stride: int | None
+    picked: Any
 
     def candidates(self, batch: np.ndarray) -> Candidates: ...
 
@@ -114,6 +116,7 @@ class TorchBackend:
     """A checkpoint's RetinaNet on ``device``; ``precision`` bf16 runs the network under autocast."""
 
     name = "torch"
+    picked = None
 
     def __init__(
         self, model: torch.nn.Module, post_cfg: PostprocessConfig, device: torch.device, precision: str = "fp32",
@@ -144,10 +147,15 @@ class TorchBackend:
 
 def load_backend(
     path: str | Path, backend: str = "auto", device: str = "auto", precision: str = "fp32", local_rank: int = 0,
-    winograd: bool = True,
+    winograd: bool = True, exports: bool = True,
 ) -> Backend:
     """A checkpoint (.pt) -> TorchBackend; an exported model (.onnx) -> the onnxruntime backend;
-    an OpenVINO IR (.xml) -> the OpenVINO backend (``precision`` bf16 asks its CPU plugin for bf16)."""
+    an OpenVINO IR (.xml) -> the OpenVINO backend (``precision`` bf16 asks its CPU plugin for bf16).
+
+    ``backend="auto"`` on a checkpoint, on the CPU in fp32 with Winograd: its fp32 export when
+    ``retina export`` timed that faster than PyTorch on this machine (:mod:`retina_cli.export.timing`;
+    the backend's ``picked`` says so), else the checkpoint in PyTorch. exports=False: always the
+    checkpoint itself (``retina eval`` scores exactly the weights it is given)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r}: expected fp32 or bf16")
     if backend not in BACKENDS:
@@ -175,12 +183,38 @@ def load_backend(
     from retina_cli.engine.checkpoint import configs_from_checkpoint, model_from_checkpoint
     from retina_cli.engine.distributed import select_device
 
+    dev = select_device(device, local_rank)
+    if exports and backend == "auto" and dev.type == "cpu" and precision == "fp32" and winograd:
+        faster = _faster_export(path)
+        if faster is not None:
+            return faster
     model, ckpt = model_from_checkpoint(path)
     _, _, post_cfg = configs_from_checkpoint(ckpt)
-    dev = select_device(device, local_rank)
     if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"--precision bf16: {dev} does not support bfloat16 (use fp32)")
     return TorchBackend(model, post_cfg, dev, precision, winograd)
+
+
+def picked_line(backend: Backend) -> str:
+    """What ran in place of the checkpoint, in a few words ("" when it was the checkpoint itself)."""
+    timing = getattr(backend, "picked", None)
+    if timing is None:
+        return ""
+    return f"ran {timing.file} ({timing.backend}; timed {timing.ms:.0f} vs PyTorch's {timing.torch_ms:.0f} ms here; --backend torch for the checkpoint)"
+
+
+def _faster_export(checkpoint: Path) -> Backend | None:
+    """The checkpoint's fp32 export that ``retina export`` timed faster than PyTorch on this CPU,
+    loaded, with its :class:`~retina_cli.export.timing.Timing` as ``picked``; None to run PyTorch."""
+    from retina_cli.export.timing import faster_export
+
+    found = faster_export(checkpoint)
+    if found is None:
+        return None
+    exported, timing = found
+    backend = load_backend(exported, "auto", "cpu")
+    backend.picked = timing
+    return backend
 
 
 def class_names(model_cfg: ModelConfig) -> tuple[str, ...]:
@@ -316,6 +350,7 @@ class PredictSummary:
     tracks: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> TrackSession.summary()
     live: dict[str, dict[str, Any]] = field(default_factory=dict)  # stream -> live_summary()
     conf: float = 0.0  # the score threshold the detections were kept at
+    ran: str = ""  # the model that ran, when it is not the one given (a faster export of the checkpoint)
 
     @property
     def fps(self) -> float:
@@ -546,7 +581,8 @@ def _predict(model_path: str | Path, sources: list[Source], cfg: PredictConfig, 
         from retina_cli.slicing.predictor import SlicedPredictor
 
         predictor = SlicedPredictor(predictor, cfg.slicing)
-    summary = PredictSummary(out_dir, predictor.names, timer=timer, conf=predictor.post_cfg.score_thresh)
+    summary = PredictSummary(out_dir, predictor.names, timer=timer, conf=predictor.post_cfg.score_thresh,
+                             ran=picked_line(backend))
     job = _Job(cfg, predictor.names, out_dir, summary)
     mine = sources[info.rank :: info.world_size]
     t0 = time.perf_counter()

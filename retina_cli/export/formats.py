@@ -20,11 +20,14 @@ SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
 @dataclass(frozen=True)
 class Exported:
     """The files written: ``path`` the fp32 model; ``int8`` its statically quantised copy, or None;
-    ``report`` what the OpenVINO int8 quantisation did (:class:`~retina_cli.export.openvino_int8.Int8Report`), or None."""
+    ``report`` what the OpenVINO int8 quantisation did (:class:`~retina_cli.export.openvino_int8.Int8Report`), or None;
+    ``timing`` the fp32 model timed against the checkpoint on this CPU
+    (:class:`~retina_cli.export.timing.Timing`), or None when not timed."""
 
     path: Path
     int8: Path | None = None
     report: Any = None
+    timing: Any = None
 
 
 DEFAULT_MAX_DROP = 0.005  # mAP50-95 an OpenVINO int8 model may lose against fp32 on the val split
@@ -33,7 +36,7 @@ DEFAULT_MAX_DROP = 0.005  # mAP50-95 an OpenVINO int8 model may lose against fp3
 def export_model(
     checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None, dynamic_size: bool = True,
     opset: int | None = None, int8: bool = False, calibration: str | Path | None = None, calibration_images: int = 32,
-    max_drop: float | None = DEFAULT_MAX_DROP, progress: Any = None,
+    max_drop: float | None = DEFAULT_MAX_DROP, progress: Any = None, timing: bool = True,
 ) -> Exported:
     """Export a checkpoint (.pt). format: "onnx" (onnxruntime) or "openvino" (IR ``.xml`` + ``.bin``).
     out: default ``<checkpoint>.onnx`` / ``.xml``. opset: None is
@@ -42,7 +45,9 @@ def export_model(
     training images of the dataset ``calibration`` (required with int8). max_drop (openvino):
     the mAP50-95 the int8 model may lose against fp32 on that dataset's val split, layers put back
     in float until it holds (accuracy control); None quantises without checking. progress:
-    a callable taking a one-line message, or None."""
+    a callable taking a one-line message, or None. timing: time the fp32 model against the
+    checkpoint on the CPU and record it beside the checkpoint, so that loading the checkpoint
+    runs the export where it is faster (:mod:`retina_cli.export.timing`)."""
     if format not in FORMATS:
         raise ExportError(f"--format {format!r}: supported formats are {', '.join(FORMATS)}")
     if int8 and not calibration:
@@ -58,8 +63,21 @@ def export_model(
     output_file(path)  # made and probed before the model loads; taken back if made and the export fails
     with discard_on_failure(path.parent, made=absent[1:]) if absent else contextlib.nullcontext():
         if format == "openvino":
-            return _export_openvino(checkpoint, path, dynamic_size, int8, calibration, calibration_images, max_drop, progress)
-        return _export(checkpoint, path, dynamic_size, [] if opset is None else [opset], int8, calibration, calibration_images)
+            done = _export_openvino(checkpoint, path, dynamic_size, int8, calibration, calibration_images, max_drop, progress)
+        else:
+            done = _export(checkpoint, path, dynamic_size, [] if opset is None else [opset], int8, calibration, calibration_images)
+    return replace(done, timing=_timed(checkpoint, done.path, progress)) if timing else done
+
+
+def _timed(checkpoint: str | Path, exported: Path, progress: Any) -> Any:
+    """Time the fp32 export against the checkpoint and record it (:mod:`retina_cli.export.timing`)."""
+    from retina_cli.export.timing import time_export, write_timing
+
+    if progress:
+        progress(f"timing {exported.name} against {Path(checkpoint).name} on this CPU")
+    timing = time_export(checkpoint, exported)
+    write_timing(checkpoint, timing)
+    return timing
 
 
 def _export(checkpoint: str | Path, path: Path, dynamic_size: bool, opsets: list[int], int8: bool,

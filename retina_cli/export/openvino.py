@@ -85,6 +85,7 @@ class OpenVinoBackend:
     """
 
     name = "openvino"
+    picked = None  # set by engine.predict.load_backend when it ran this in place of a checkpoint
     max_shapes = 4
 
     def __init__(self, path: str | Path, device: str = "auto", precision: str = "fp32") -> None:

@@ -47,6 +47,7 @@ class OnnxBackend:
     """
 
     name = "onnxruntime"
+    picked = None  # set by engine.predict.load_backend when it ran this in place of a checkpoint
     max_shapes = 4  # sessions kept, one per input shape (a video has one; mixed image sizes a few)
 
     def __init__(self, path: str | Path, device: str = "auto") -> None:

@@ -51,7 +51,7 @@ def test_int8_ir_keeps_the_predictors_float_and_detects_like_fp32(tmp_path, data
     ckpt, _ = make_checkpoint(tmp_path / "m.pt", names=NAMES)
     done = export_model(ckpt, "openvino", int8=True, calibration=data, calibration_images=4, max_drop=None)
     assert done.path == tmp_path / "m.xml" and done.int8 == tmp_path / "m.int8.xml"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.int8.bin", "m.int8.xml", "m.pt", "m.xml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.int8.bin", "m.int8.xml", "m.pt", "m.timing.json", "m.xml"]
     report = done.report
     assert report.fp32_map is None and report.calibration_images == 4
     assert sorted(report.kept_float) == sorted(n for n in report.kept_float if "cls_logits" in n or "box_deltas" in n)

@@ -26,7 +26,9 @@ def test_export_writes_xml_and_bin_with_the_metadata(tmp_path):
     ckpt, model = make_checkpoint(tmp_path / "m.pt")
     done = export_model(ckpt, "openvino")
     assert done.path == tmp_path / "m.xml" and (tmp_path / "m.bin").stat().st_size > 100_000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.pt", "m.xml"]  # no temporary left
+    # no temporary left; the timing against the checkpoint beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.pt", "m.timing.json", "m.xml"]
+    assert done.timing.backend == "openvino" and done.timing.file == "m.xml"
     backend = OpenVinoBackend(done.path, "cpu")
     assert backend.model_cfg == model.cfg and backend.post_cfg == POST and backend.stride == 32
 
