@@ -1,5 +1,6 @@
 """Which backend runs a checkpoint fastest on this machine: timed by ``retina export``, read back
-by ``retina predict best.pt`` (and ``eval``, ``retina_cli.load``).
+by ``retina predict best.pt`` and ``retina_cli.load`` (not by ``retina eval``, which scores the
+checkpoint itself).
 
 No single rule picks the faster runtime: onnxruntime runs the nano preset's depthwise backbone and
 64-wide GroupNorm head at about twice eager PyTorch's speed, while for the paper's resnet50 it is
@@ -22,8 +23,6 @@ import hashlib
 import json
 import os
 import platform
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -84,9 +83,13 @@ def time_export(checkpoint: str | Path, exported: str | Path, runs: int = 5, war
     file (:func:`~retina_cli.engine.predict.network_streams`: 2 calls side by side on 2 cores or
     more), taking turns round by round with the order alternating, on one seeded-random 4:3 frame
     letterboxed as predict does (the rectangle for a graph with dynamic height and width, else the
-    square). A round is one call per stream; its time per image is the round's wall time over the streams."""
+    square). A round is one call per stream; its time per image is the round's wall time over the
+    streams. The rounds are :func:`~retina_cli.bench.timing.time_subjects`'s, as in ``retina bench``."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import torch
+
+    from retina_cli.bench.timing import time_subjects
     from retina_cli.data.transforms import rect_shape
     from retina_cli.engine.predict import load_backend, network_streams
 
@@ -95,18 +98,21 @@ def time_export(checkpoint: str | Path, exported: str | Path, runs: int = 5, war
     size = other.model_cfg.img_size
     shape = rect_shape(4 * size, 3 * size, size, other.stride) if other.stride else (size, size)
     batch = np.random.default_rng(seed).integers(0, 256, (1, *shape, 3), dtype=np.uint8)
-    times: dict[str, list[float]] = {"torch": [], "other": []}
-    with network_streams(torch_backend) as torch_streams, network_streams(other) as other_streams:
-        subjects = [("torch", torch_backend, torch_streams), ("other", other, other_streams)]
-        with ThreadPoolExecutor(max(torch_streams, other_streams)) as pool:
-            for i in range(warmup + runs):
-                for key, backend, streams in subjects if i % 2 == 0 else subjects[::-1]:
-                    t0 = time.perf_counter()
-                    list(pool.map(lambda _: backend.candidates(batch), range(streams)))
-                    if i >= warmup:
-                        times[key].append(1000.0 * (time.perf_counter() - t0) / streams)
-    return Timing(other.name, _relative(Path(exported), Path(checkpoint).parent), statistics.median(times["other"]),
-                  statistics.median(times["torch"]), tuple(shape), runs, other_streams)
+    with network_streams(torch_backend) as torch_streams, network_streams(other) as other_streams, \
+            ThreadPoolExecutor(max(torch_streams, other_streams)) as pool:
+        subjects = [_round(torch_backend, torch_streams, pool), _round(other, other_streams, pool)]
+        torch_stats, other_stats = time_subjects(subjects, "inference", batch, torch.device("cpu"), warmup, runs)
+    ms_torch = torch_stats["round"].median / torch_streams
+    ms_other = other_stats["round"].median / other_streams
+    return Timing(other.name, _relative(Path(exported), Path(checkpoint).parent), ms_other, ms_torch, tuple(shape),
+                  runs, other_streams)
+
+
+def _round(backend: Any, streams: int, pool: Any) -> Any:
+    """A bench Subject whose one stage is a round: ``streams`` calls of the backend side by side."""
+    from retina_cli.bench.timing import Subject
+
+    return Subject(backend.name, [("round", lambda batch: list(pool.map(backend.candidates, [batch] * streams)))])
 
 
 def write_timing(checkpoint: str | Path, timing: Timing) -> Path:
