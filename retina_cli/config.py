@@ -91,9 +91,9 @@ class ModelConfig:
             raise ConfigError(f"head_norm must be 'none' or 'gn', got {self.head_norm!r}")
         if not 0.0 < self.prior < 1.0:
             raise ConfigError(f"prior must be in (0, 1), got {self.prior}")
-        if self.img_size % 2**self.max_level:
+        if self.img_size % self.top_stride:
             raise ConfigError(
-                f"--img-size {self.img_size} must be a multiple of {2**self.max_level} "
+                f"--img-size {self.img_size} must be a multiple of {self.top_stride} "
                 f"(the stride of P{self.max_level})"
             )
         self.anchors.sizes_for(self.levels)
@@ -105,6 +105,11 @@ class ModelConfig:
     @property
     def strides(self) -> tuple[int, ...]:
         return tuple(2**lvl for lvl in self.levels)
+
+    @property
+    def top_stride(self) -> int:
+        """The stride of the coarsest level: input sides must be multiples of it."""
+        return 2**self.max_level
 
 
 @dataclass(frozen=True)

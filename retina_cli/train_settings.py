@@ -38,7 +38,7 @@ def _defaults() -> dict[str, Any]:
         "anchor_sizes": _numbers(anchors.sizes) if anchors.sizes else "",
         "anchor_ratios": _numbers(anchors.ratios),
         "anchor_scales": _numbers(anchors.scales),
-        "anchors": "manual",
+        "anchors": "check",
         # loss
         **{k: getattr(loss, k) for k in ("gamma", "alpha", "box_loss", "box_weight", "fg_iou", "bg_iou")},
         # post-processing (validation; stored for predict)
@@ -249,6 +249,6 @@ def build_configs(r: Resolved, data: str) -> tuple[ModelConfig, LossConfig, Post
                       box_weight=float(v["box_weight"]), fg_iou=float(v["fg_iou"]), bg_iou=float(v["bg_iou"]))
     post = PostprocessConfig(score_thresh=float(v["conf"]), nms_thresh=float(v["iou"]), max_det=int(v["max_det"]))
     train = TrainConfig(data=str(data), preset=v["model"], **{k: val for k, val in v.items() if k in _TRAIN_FIELDS})
-    if v["anchors"] not in ("manual", "auto"):
-        raise ConfigError(f"--anchors must be manual or auto, got {v['anchors']!r}")
+    if v["anchors"] not in ("check", "auto", "manual"):
+        raise ConfigError(f"--anchors must be check, auto or manual, got {v['anchors']!r}")
     return model, loss, post, train

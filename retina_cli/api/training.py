@@ -77,15 +77,12 @@ def train(
     started = time.monotonic()  # a --time budget counts from here: data loading and model building too
     out = reporter if reporter is not None else (LineReporter() if verbose else SilentReporter())
     resolved = train_settings.resolve({**settings}, config)
-    plan = ckpt = None
+    plan = ckpt = fit_model = None
     if resume is None:
         model_cfg, loss_cfg, post_cfg, train_cfg = train_settings.build_configs(resolved, str(data))
         for note in resolved.notes:
             out.log(note)
-        if resolved.values["anchors"] == "auto":
-            from retina_cli.anchors.auto import auto_anchors
-
-            model_cfg = auto_anchors(model_cfg, loss_cfg, train_cfg, out.log)
+        fit_model = _anchor_fitting(resolved, loss_cfg, train_cfg, out)
     else:
         ckpt, plan, (model_cfg, loss_cfg, post_cfg, train_cfg) = _plan_resume(Path(resume), data, resolved)
     if on_dataset is None:
@@ -96,6 +93,7 @@ def train(
     trainer = prepare_training(
         model_cfg, loss_cfg, post_cfg, train_cfg, resume=str(resume) if resume else None, reporter=out,
         on_dataset=on_dataset, started=started, checkpoint=ckpt, resume_changes=plan.changes if plan else None,
+        fit_model=fit_model,
     )
     if trainer.dist.is_main and plan is None:
         _write_args(trainer.run_dir, resolved.values)
@@ -119,6 +117,22 @@ def train(
         stop_reason=result.stop_reason, settings=dict(plan.settings if plan else resolved.values),
         history=list(trainer.history), predict_conf=trainer.post_cfg.predict_conf,
     )
+
+
+def _anchor_fitting(resolved: Any, loss_cfg: Any, train_cfg: Any, out: Any) -> Callable[[Any, Any], Any] | None:
+    """The ``fit_model`` hook of ``--anchors`` (:func:`retina_cli.anchors.auto.fit_anchors`) for a
+    new run; None for ``manual``. Anchor flags given (or set by a config file) are only checked."""
+    mode = resolved.values["anchors"]
+    if mode == "manual":
+        return None
+    from retina_cli.anchors.auto import fit_anchors
+
+    given = any(resolved.sources.get(k) in ("given", "config") for k in ("anchor_sizes", "anchor_ratios", "anchor_scales"))
+
+    def fit(model_cfg: Any, dataset: Any) -> Any:
+        return fit_anchors(model_cfg, loss_cfg, train_cfg, dataset.records("train"), mode, out.log, out.warn, given)
+
+    return fit
 
 
 def _plan_resume(resume: Path, data: str | Path, resolved: Any) -> tuple[dict[str, Any], Any, tuple]:

@@ -2,8 +2,9 @@
 
 Coverage is measured at the network input size: the share of GT boxes whose best anchor IoU
 reaches the matcher's foreground threshold, per class and COCO size bucket. The search is
-:func:`retina_cli.anchors.search.search_anchors`; ``retina train --anchors auto`` runs the
-same search (:func:`retina_cli.anchors.auto.auto_anchors`).
+:func:`retina_cli.anchors.search.search_anchors`; ``retina train`` runs the same search on its
+training split when its anchors reach fewer than 95% of the boxes (``--anchors check``, the
+default) or always (``--anchors auto``): :func:`retina_cli.anchors.auto.fit_anchors`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from retina_cli.cli.app import app, console
 from retina_cli.config import LossConfig, TrainConfig, to_dict
-from retina_cli.anchors.auto import anchor_flags, auto_anchors  # noqa: F401  (light module)
+from retina_cli.anchors.auto import COVERAGE_FLOOR, anchor_flags  # light module
 from retina_cli.errors import ConfigError
 
 def _percent(share: float | None) -> str:
@@ -166,4 +167,7 @@ def anchors(
         out.print("no setting found covers these boxes better; keep the current anchors", highlight=False)
     else:
         out.print(f"after:  {flags}", highlight=False, soft_wrap=True)
+        if before["coverage"] is not None and before["coverage"] < COVERAGE_FLOOR and not any((anchor_sizes, anchor_ratios, anchor_scales)):
+            out.print(f"`retina train` searches by itself here (its anchors reach under {100 * COVERAGE_FLOOR:g}% of the boxes; "
+                      "--anchors manual keeps them)", highlight=False, soft_wrap=True)
     out.print(f"search {search_s:.1f}s, total {total_s:.1f}s" + (f"; histogram {plot}" if plot else ""), highlight=False)

@@ -50,7 +50,7 @@ def train(
     anchor_sizes: Optional[str] = typer.Option(None, "--anchor-sizes", help="Base size per level, e.g. 32,64,128,256,512, or Nx for N x each level's stride (paper: 4x)."),
     anchor_ratios: Optional[str] = typer.Option(None, "--anchor-ratios", help="Height/width ratios."),
     anchor_scales: Optional[str] = typer.Option(None, "--anchor-scales", help="Scales of the base size."),
-    anchors: Optional[str] = typer.Option(None, "--anchors", help="manual (the --anchor-* flags) or auto: search sizes, ratios and scales on the training split first (see `retina anchors`)."),
+    anchors: Optional[str] = typer.Option(None, "--anchors", help="check (default): measure the anchors on the training split and search better ones when they reach under 95% of its boxes (--anchor-* flags given: warn only); auto: always search; manual: as given (see `retina anchors`)."),
     # loss
     gamma: Optional[float] = typer.Option(None, "--gamma", help="Focal loss focusing parameter."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Focal loss foreground weight (negative: off)."),

@@ -110,14 +110,22 @@ def rect_shape(width: int, height: int, size: int, stride: int) -> tuple[int, in
     return min(size, -(-new_h // stride) * stride), min(size, -(-new_w // stride) * stride)
 
 
+def meta_canvas(canvas: tuple[int, int] | None, size: int) -> tuple[int, int] | None:
+    """:attr:`LetterboxMeta.canvas` for a canvas ``(H, W)`` at ``size``: None for the square
+    ``size x size`` (given or not), so a square map compares equal however it was made."""
+    if canvas is None:
+        return None
+    ch, cw = int(canvas[0]), int(canvas[1])
+    return None if (ch, cw) == (size, size) else (ch, cw)
+
+
 def letterbox_meta(width: int, height: int, size: int, canvas: tuple[int, int] | None = None) -> LetterboxMeta:
     """The centred letterbox map of a ``width x height`` image, without touching pixels: long side
     scaled to ``size``, centred on ``size x size`` or on ``canvas`` = ``(H, W)``."""
     scale, new_w, new_h = _scaled(width, height, size)
     ch, cw = canvas or (size, size)
-    square = canvas is None or tuple(canvas) == (size, size)
     return LetterboxMeta(scale, float((cw - new_w) // 2), float((ch - new_h) // 2), width, height, size,
-                         None if square else (int(ch), int(cw)))
+                         meta_canvas(canvas, size))
 
 
 def letterbox(image: np.ndarray, size: int, canvas: tuple[int, int] | None = None) -> tuple[np.ndarray, LetterboxMeta]:
@@ -219,7 +227,7 @@ def augment(
     else:
         pad_x = int(rng.integers(min(0, cw - new_w), max(0, cw - new_w) + 1))
         pad_y = int(rng.integers(min(0, ch - new_h), max(0, ch - new_h) + 1))
-    meta = LetterboxMeta(scale, float(pad_x), float(pad_y), w, h, size, None if (ch, cw) == (size, size) else (ch, cw))
+    meta = LetterboxMeta(scale, float(pad_x), float(pad_y), w, h, size, meta_canvas(canvas, size))
     out = place(image, (ch, cw), scale, pad_x, pad_y)
     if cfg.color_jitter > 0:
         # only the pixels of the image, after the resize (cheap for large photos; padding stays grey)

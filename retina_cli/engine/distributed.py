@@ -83,6 +83,13 @@ def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def current_rank() -> int:
+    """This process's rank in the joined process group; 0 when not distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return 0
+
+
 def broadcast_object(obj):
     """Rank 0's ``obj`` on every rank."""
     if dist.is_available() and dist.is_initialized():

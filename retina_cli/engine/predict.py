@@ -117,6 +117,7 @@ class TorchBackend:
 
     name = "torch"
     picked = None
+    kept = ""  # why a timed, faster export of this checkpoint did not run instead (load_backend)
 
     def __init__(
         self, model: torch.nn.Module, post_cfg: PostprocessConfig, device: torch.device, precision: str = "fp32",
@@ -126,7 +127,7 @@ class TorchBackend:
 
         self.model_cfg: ModelConfig = model.cfg
         self.post_cfg = post_cfg
-        self.stride: int | None = 2 ** model.cfg.max_level  # anchors follow the feature maps: any multiple
+        self.stride: int | None = model.cfg.top_stride  # anchors follow the feature maps: any multiple
         self.device = device
         self.precision = precision
         # the letterboxed NHWC batch permuted to NCHW already has the channels-last strides
@@ -184,37 +185,43 @@ def load_backend(
     from retina_cli.engine.distributed import select_device
 
     dev = select_device(device, local_rank)
+    kept = ""
     if exports and backend == "auto" and dev.type == "cpu" and precision == "fp32" and winograd:
-        faster = _faster_export(path)
+        faster, kept = _faster_export(path)
         if faster is not None:
             return faster
     model, ckpt = model_from_checkpoint(path)
     _, _, post_cfg = configs_from_checkpoint(ckpt)
     if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"--precision bf16: {dev} does not support bfloat16 (use fp32)")
-    return TorchBackend(model, post_cfg, dev, precision, winograd)
+    out = TorchBackend(model, post_cfg, dev, precision, winograd)
+    out.kept = kept
+    return out
 
 
 def picked_line(backend: Backend) -> str:
-    """What ran in place of the checkpoint, in a few words ("" when it was the checkpoint itself)."""
+    """What ran in place of the checkpoint, in a few words; or why the checkpoint ran although a
+    timing record named a faster export ("" when there is nothing to say)."""
     timing = getattr(backend, "picked", None)
     if timing is None:
-        return ""
+        kept = getattr(backend, "kept", "")
+        return f"ran the checkpoint in PyTorch, not its faster export: {kept}" if kept else ""
     return f"ran {timing.file} ({timing.backend}; timed {timing.ms:.0f} vs PyTorch's {timing.torch_ms:.0f} ms here; --backend torch for the checkpoint)"
 
 
-def _faster_export(checkpoint: Path) -> Backend | None:
+def _faster_export(checkpoint: Path) -> tuple[Backend | None, str]:
     """The checkpoint's fp32 export that ``retina export`` timed faster than PyTorch on this CPU,
-    loaded, with its :class:`~retina_cli.export.timing.Timing` as ``picked``; None to run PyTorch."""
-    from retina_cli.export.timing import faster_export
+    loaded, with its :class:`~retina_cli.export.timing.Timing` as ``picked``; None to run PyTorch,
+    with why when a record named a faster export that no longer holds (else "")."""
+    from retina_cli.export.timing import export_choice
 
-    found = faster_export(checkpoint)
+    found, why = export_choice(checkpoint)
     if found is None:
-        return None
+        return None, why
     exported, timing = found
     backend = load_backend(exported, "auto", "cpu")
     backend.picked = timing
-    return backend
+    return backend, ""
 
 
 def class_names(model_cfg: ModelConfig) -> tuple[str, ...]:

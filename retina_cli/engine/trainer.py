@@ -157,13 +157,13 @@ class Trainer:
         self.train_loader = make_loader(
             train_records, self.img_size, cfg.batch_size, train=True, workers=cfg.workers,
             augment=augment_config(cfg), sampler=sampler, seed=cfg.seed,
-            rect_stride=2 ** model.cfg.max_level if cfg.rect else None,
+            rect_stride=model.cfg.top_stride if cfg.rect else None,
         )
         self.val_records = dataset.splits.get("val") or []
         self.val_loader = (
             # rectangular, as `retina eval` and predict run the model: the val mAP is theirs
             make_loader(self.val_records, self.img_size, cfg.batch_size, train=False, workers=cfg.workers,
-                        rect_stride=2 ** model.cfg.max_level)
+                        rect_stride=model.cfg.top_stride)
             if self.val_records else None
         )
         self.iters_per_epoch = len(self.train_loader)
@@ -592,6 +592,7 @@ def prepare_training(
     started: float | None = None,
     checkpoint: dict[str, Any] | None = None,
     resume_changes: dict[str, Any] | None = None,
+    fit_model: Callable[[ModelConfig, Any], ModelConfig] | None = None,
 ) -> Trainer:
     """Everything before the first step: process group, device, dataset, model, run folder.
 
@@ -601,7 +602,8 @@ def prepare_training(
     what a user may change in :func:`retina_cli.resume_settings.plan_resume`: a longer
     ``epochs``/``time`` re-fits the schedule). ``model_cfg`` without class names gets the
     dataset's. ``started``: the ``clock()`` time the run began (a ``--time`` budget counts from
-    it; default: now).
+    it; default: now). ``fit_model``: for a new run, ``(model_cfg, dataset) -> model_cfg`` once the
+    data is loaded and before the model is built, on every rank (``retina train --anchors``).
     """
     started = clock() if started is None else started
     from retina_cli.data import load_dataset
@@ -631,6 +633,8 @@ def prepare_training(
     assert model_cfg is not None
     if ckpt is None:
         model_cfg = replace(model_cfg, num_classes=len(dataset.class_names), class_names=tuple(dataset.class_names))
+        if fit_model is not None:
+            model_cfg = fit_model(model_cfg, dataset)
     elif tuple(dataset.class_names) != tuple(model_cfg.class_names):
         raise ConfigError(
             f"{data_path}: classes {list(dataset.class_names)} differ from the checkpoint's {list(model_cfg.class_names)}"

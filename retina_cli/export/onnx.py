@@ -65,7 +65,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, dynamic_s
         }
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-        hw = f"H, W (multiples of {2 ** model_cfg.max_level}, long side {size})" if dynamic_size else f"{size}, {size}"
+        hw = f"H, W (multiples of {model_cfg.top_stride}, long side {size})" if dynamic_size else f"{size}, {size}"
         proto.doc_string = f"retina RetinaNet {model_cfg.backbone}, {model_cfg.num_classes} classes, input (N, 3, {hw}) 0..255 RGB"
         try:
             onnx.checker.check_model(proto)

@@ -30,7 +30,7 @@ def parse_metadata(path: Path, text: str | None) -> tuple[ModelConfig, Postproce
         post_cfg = from_dict(PostprocessConfig, meta["postprocess_config"])
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise ExportError(f"{path}: unreadable retina metadata ({exc}); export the model again") from exc
-    return model_cfg, post_cfg, (2 ** model_cfg.max_level if meta.get("dynamic_size") else None)
+    return model_cfg, post_cfg, (model_cfg.top_stride if meta.get("dynamic_size") else None)
 
 
 def read_metadata(path: Path, session) -> tuple[ModelConfig, PostprocessConfig, int | None]:

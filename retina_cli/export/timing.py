@@ -137,30 +137,46 @@ def write_timing(checkpoint: str | Path, timing: Timing) -> Path:
 def faster_export(checkpoint: str | Path) -> tuple[Path, Timing] | None:
     """The exported fp32 model to run instead of ``checkpoint`` on this CPU, with its timing;
     None when there is no record, it no longer holds, or PyTorch was as fast (see the module)."""
+    return export_choice(checkpoint)[0]
+
+
+def export_choice(checkpoint: str | Path) -> tuple[tuple[Path, Timing] | None, str]:
+    """-> (:func:`faster_export`'s answer, why a record that names a faster export no longer
+    holds: another machine, a changed checkpoint or export, an upgraded runtime; "" when there is
+    nothing to say: no record, or PyTorch was as fast). Of the exports that were faster, the one
+    with the lowest ratio whose record still holds wins."""
     checkpoint = Path(checkpoint)
     record = _read(record_path(checkpoint)) if checkpoint.is_file() else None
-    if not record or record.get("machine") != machine():
-        return None
-    best: tuple[Path, Timing] | None = None
-    checked = False
+    if not record:
+        return None, ""
+    faster: list[tuple[Timing, dict[str, Any]]] = []
     for backend, entry in record.get("exports", {}).items():
         try:
             timing = Timing(backend, entry["file"], float(entry["ms"]), float(entry["torch_ms"]),
                             tuple(entry["shape"]), int(entry["runs"]), int(entry.get("streams", 1)))
         except (KeyError, TypeError, ValueError):
             continue
-        if backend not in RUNTIME_PACKAGES or not timing.picked or entry.get("runtime") != _version(RUNTIME_PACKAGES[backend]):
-            continue
+        if backend in RUNTIME_PACKAGES and timing.picked:
+            faster.append((timing, entry))
+    if not faster:
+        return None, ""
+    again = f"`retina export {checkpoint}` times it again"
+    name = record_path(checkpoint).name
+    if record.get("machine") != machine():
+        return None, f"{name} was timed on another machine (CPU, cores, threads or torch version); {again}"
+    if record.get("checkpoint_sha256") != _sha256(checkpoint):  # hashed only when an export would be picked
+        return None, f"{checkpoint.name} changed after {name} was written; {again}"
+    reasons = []
+    for timing, entry in sorted(faster, key=lambda te: te[0].ratio):
+        now = _version(RUNTIME_PACKAGES[timing.backend])
         exported = checkpoint.parent / timing.file
-        if best is not None and timing.ratio >= best[1].ratio:
-            continue
-        if not checked:  # hashed once, and only when an entry would be picked
-            if record.get("checkpoint_sha256") != _sha256(checkpoint):
-                return None
-            checked = True
-        if exported.is_file() and entry.get("sha256") == _files_sha256(exported):
-            best = (exported, timing)
-    return best
+        if entry.get("runtime") != now:
+            reasons.append(f"{timing.backend} is {now or 'not installed'} here, {entry.get('runtime')} when timed")
+        elif not exported.is_file() or entry.get("sha256") != _files_sha256(exported):
+            reasons.append(f"{timing.file} is missing or changed after it was timed")
+        else:
+            return (exported, timing), ""
+    return None, f"{'; '.join(reasons)}; {again}"
 
 
 def _read(path: Path) -> dict[str, Any] | None:

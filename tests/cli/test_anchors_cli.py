@@ -109,4 +109,4 @@ def test_train_anchors_auto_stores_the_searched_anchors_in_the_checkpoint(tmp_pa
 
 def test_train_anchors_rejects_other_values(tmp_path):
     res = runner.invoke(app_module.app, ["train", str(tmp_path), "--anchors", "kmeans"])
-    assert res.exit_code != 0 and "--anchors must be manual or auto" in str(res.exception)
+    assert res.exit_code != 0 and "--anchors must be check, auto or manual" in str(res.exception)

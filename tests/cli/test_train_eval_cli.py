@@ -92,6 +92,8 @@ def test_torchrun_two_processes_on_cpu(data, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "x2 processes" in proc.stdout
+    # rank 0 alone measures the anchors (--anchors check) and every rank takes its answer
+    assert 1 <= sum(line.startswith("anchors check:") for line in (proc.stdout + proc.stderr).splitlines()) <= 2
     # rank 0 alone writes: one run folder, one metrics row
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
     rows = (tmp_path / "exp" / "metrics.csv").read_text().strip().splitlines()

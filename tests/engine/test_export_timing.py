@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from retina_cli.engine.predict import PredictConfig, TorchBackend, load_backend, run_predict
+from retina_cli.engine.predict import PredictConfig, TorchBackend, load_backend, picked_line, run_predict
 from test_export_onnx import assert_same_detections, frames
 from test_predict_images import POST, as_xyxy, make_checkpoint, write_images
 
@@ -23,7 +23,7 @@ from retina_cli.export import timing as timing_mod  # noqa: E402
 from retina_cli.export.formats import export_model  # noqa: E402
 from retina_cli.export.onnx import export_onnx  # noqa: E402
 from retina_cli.export.runtime import OnnxBackend  # noqa: E402
-from retina_cli.export.timing import PICK_RATIO, Timing, faster_export, record_path, write_timing  # noqa: E402
+from retina_cli.export.timing import PICK_RATIO, Timing, export_choice, faster_export, record_path, write_timing  # noqa: E402
 
 
 def _exported(tmp_path):
@@ -123,14 +123,51 @@ def _bad_entry(tmp_path, ckpt, onnx_path):
     path.write_text(json.dumps(record))
 
 
-@pytest.mark.parametrize("change", [_resave, _reexport, _delete, _other_machine, _other_runtime, _not_faster, _garbled, _bad_entry])
-def test_a_record_that_no_longer_holds_falls_back_to_pytorch(tmp_path, change):
+@pytest.mark.parametrize("change, why", [
+    (_resave, "m.pt changed after m.timing.json was written"),
+    (_reexport, "m.onnx is missing or changed after it was timed"),
+    (_delete, "m.onnx is missing or changed after it was timed"),
+    (_other_machine, "m.timing.json was timed on another machine"),
+    (_other_runtime, "when timed"),
+    (_not_faster, ""),  # nothing was faster: nothing to explain
+    (_garbled, ""),
+    (_bad_entry, ""),
+], ids=lambda v: getattr(v, "__name__", "")[1:] or None)
+def test_a_record_that_no_longer_holds_falls_back_to_pytorch_and_says_why(tmp_path, change, why):
     ckpt, onnx_path, _ = _exported(tmp_path)
     _record(ckpt)
     assert faster_export(ckpt) is not None
     change(tmp_path, ckpt, onnx_path)
     assert faster_export(ckpt) is None
-    assert isinstance(load_backend(ckpt, device="cpu"), TorchBackend)
+    found, reason = export_choice(ckpt)
+    assert found is None and why in reason and (reason == "") == (why == "")
+    if why:
+        assert f"`retina export {ckpt}` times it again" in reason
+    backend = load_backend(ckpt, device="cpu")
+    assert isinstance(backend, TorchBackend) and backend.kept == reason
+    assert picked_line(backend) == (f"ran the checkpoint in PyTorch, not its faster export: {reason}" if why else "")
+
+
+def test_an_upgraded_runtime_is_named_with_both_versions(tmp_path):
+    ckpt, onnx_path, _ = _exported(tmp_path)
+    _record(ckpt)
+    _other_runtime(tmp_path, ckpt, onnx_path)
+    from importlib import metadata
+
+    assert f"onnxruntime is {metadata.version('onnxruntime')} here, 0.0.1 when timed" in export_choice(ckpt)[1]
+
+
+def test_a_stale_faster_entry_does_not_hide_a_valid_slower_one(tmp_path):
+    pytest.importorskip("openvino")
+    from retina_cli.export.openvino import OpenVinoBackend, export_openvino
+
+    ckpt, onnx_path, _ = _exported(tmp_path)
+    export_openvino(ckpt, tmp_path / "m.xml")
+    _record(ckpt, ms=20.0)
+    _record(ckpt, ms=30.0, backend="openvino", file="m.xml")
+    onnx_path.unlink()  # the faster one is gone: the other still holds and runs
+    backend = load_backend(ckpt, device="cpu")
+    assert isinstance(backend, OpenVinoBackend) and backend.picked.ms == 30.0
 
 
 def test_a_record_of_another_checkpoint_is_started_afresh(tmp_path):
