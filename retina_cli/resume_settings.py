@@ -86,6 +86,17 @@ def _floats(text: Any, name: str) -> tuple[float, ...]:
     return train_settings.parse_floats(str(text), flag(name))
 
 
+ANCHOR_FLAGS = ("anchor_sizes", "anchor_ratios", "anchor_scales")
+
+
+def _fitted_from(recorded: Mapping[str, Any] | None, name: str, given: Any, ckpt: Mapping[str, Any]) -> bool:
+    """Whether ``given`` is the anchor setting the run's args.yaml records as its start, for a run
+    whose anchors ``--anchors check``/``auto`` fitted to the data (the checkpoint holds the result)."""
+    if not recorded or recorded.get("anchors", "manual") == "manual" or name not in recorded:
+        return False
+    return _same(name, given, recorded[name], ckpt)
+
+
 def _same(name: str, given: Any, run: Any, ckpt: Mapping[str, Any]) -> bool:
     """Whether the given value of setting ``name`` is the run's (the forms a flag takes: a size
     that rounds to the run's, levels "3-5", anchor lists, a weights file by any path)."""
@@ -192,6 +203,8 @@ def plan_resume(
     for name in sorted(given):
         if name in WHERE or name in LENGTH or name not in run:
             continue
+        if name in ANCHOR_FLAGS and _fitted_from(recorded, name, given[name], ckpt):
+            continue  # the anchors the run started from, before --anchors check/auto fitted them
         if not _same(name, given[name], run[name], ckpt):
             raise ConfigError(f"{flag(name)} {_shown(given[name])}: the run {path} has {_shown(run[name])}; {keep}")
     for name in WHERE:

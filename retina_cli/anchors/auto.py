@@ -43,7 +43,7 @@ def fit_anchors(
 ) -> ModelConfig:
     """``model_cfg`` with the anchors ``mode`` gives for the training ``records`` (see the module).
 
-    given: the anchors came from ``--anchor-*`` flags (or a config file): ``check`` warns instead
+    given: the anchors came from ``--anchor-*`` flags: ``check`` warns instead
     of replacing them. Called on every rank once the process group is joined."""
     from retina_cli.engine import distributed as dist_utils
 

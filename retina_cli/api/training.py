@@ -121,13 +121,15 @@ def train(
 
 def _anchor_fitting(resolved: Any, loss_cfg: Any, train_cfg: Any, out: Any) -> Callable[[Any, Any], Any] | None:
     """The ``fit_model`` hook of ``--anchors`` (:func:`retina_cli.anchors.auto.fit_anchors`) for a
-    new run; None for ``manual``. Anchor flags given (or set by a config file) are only checked."""
+    new run; None for ``manual``. Anchor flags given on the command line are only checked; a config
+    file's values are not "given" here (a run's args.yaml spells out every setting, and repeating
+    it must repeat the run's fitting)."""
     mode = resolved.values["anchors"]
     if mode == "manual":
         return None
     from retina_cli.anchors.auto import fit_anchors
 
-    given = any(resolved.sources.get(k) in ("given", "config") for k in ("anchor_sizes", "anchor_ratios", "anchor_scales"))
+    given = any(resolved.sources.get(k) == "given" for k in ("anchor_sizes", "anchor_ratios", "anchor_scales"))
 
     def fit(model_cfg: Any, dataset: Any) -> Any:
         return fit_anchors(model_cfg, loss_cfg, train_cfg, dataset.records("train"), mode, out.log, out.warn, given)
