@@ -86,9 +86,6 @@ def _floats(text: Any, name: str) -> tuple[float, ...]:
     return train_settings.parse_floats(str(text), flag(name))
 
 
-ANCHOR_FLAGS = ("anchor_sizes", "anchor_ratios", "anchor_scales")
-
-
 def _fitted_from(recorded: Mapping[str, Any] | None, name: str, given: Any, ckpt: Mapping[str, Any]) -> bool:
     """Whether ``given`` is the anchor setting the run's args.yaml records as its start, for a run
     whose anchors ``--anchors check``/``auto`` fitted to the data (the checkpoint holds the result)."""
@@ -203,7 +200,7 @@ def plan_resume(
     for name in sorted(given):
         if name in WHERE or name in LENGTH or name not in run:
             continue
-        if name in ANCHOR_FLAGS and _fitted_from(recorded, name, given[name], ckpt):
+        if name in train_settings.ANCHOR_SETTINGS and _fitted_from(recorded, name, given[name], ckpt):
             continue  # the anchors the run started from, before --anchors check/auto fitted them
         if not _same(name, given[name], run[name], ckpt):
             raise ConfigError(f"{flag(name)} {_shown(given[name])}: the run {path} has {_shown(run[name])}; {keep}")

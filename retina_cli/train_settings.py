@@ -26,6 +26,10 @@ def _numbers(values: tuple[float, ...]) -> str:
     return ",".join(f"{v:g}" if abs(v - round(v, 4)) < 1e-12 else f"{v:.4f}" for v in values)
 
 
+# the settings that give the anchors (retina train --anchor-*)
+ANCHOR_SETTINGS = ("anchor_sizes", "anchor_ratios", "anchor_scales")
+
+
 def _defaults() -> dict[str, Any]:
     model = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.default is not dataclasses.MISSING}
     anchors, loss, post = AnchorConfig(), LossConfig(), PostprocessConfig()

@@ -20,7 +20,6 @@ from typing import Any, Callable, Sequence
 
 from retina_cli.config import AnchorConfig, LossConfig, ModelConfig, TrainConfig, from_dict, to_dict
 
-MODES = ("check", "auto", "manual")
 # below this share of training boxes reached at --fg-iou, `check` searches (BCCD: 99.96%)
 COVERAGE_FLOOR = 0.95
 # images measured (a seeded sample of larger splits): ~0.5 s on 2 cores, the share within ~1%

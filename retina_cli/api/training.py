@@ -127,9 +127,10 @@ def _anchor_fitting(resolved: Any, loss_cfg: Any, train_cfg: Any, out: Any) -> C
     mode = resolved.values["anchors"]
     if mode == "manual":
         return None
+    from retina_cli import train_settings
     from retina_cli.anchors.auto import fit_anchors
 
-    given = any(resolved.sources.get(k) == "given" for k in ("anchor_sizes", "anchor_ratios", "anchor_scales"))
+    given = any(resolved.sources.get(k) == "given" for k in train_settings.ANCHOR_SETTINGS)
 
     def fit(model_cfg: Any, dataset: Any) -> Any:
         return fit_anchors(model_cfg, loss_cfg, train_cfg, dataset.records("train"), mode, out.log, out.warn, given)

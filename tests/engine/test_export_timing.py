@@ -157,14 +157,22 @@ def test_an_upgraded_runtime_is_named_with_both_versions(tmp_path):
     assert f"onnxruntime is {metadata.version('onnxruntime')} here, 0.0.1 when timed" in export_choice(ckpt)[1]
 
 
-def test_a_stale_faster_entry_does_not_hide_a_valid_slower_one(tmp_path):
-    pytest.importorskip("openvino")
-    from retina_cli.export.openvino import OpenVinoBackend, export_openvino
+def _both_exported(tmp_path, onnx_ms, openvino_ms):
+    """The checkpoint exported to m.onnx and m.xml, each recorded at the given ms (PyTorch 100)."""
+    from retina_cli.export.openvino import export_openvino
 
     ckpt, onnx_path, _ = _exported(tmp_path)
     export_openvino(ckpt, tmp_path / "m.xml")
-    _record(ckpt, ms=20.0)
-    _record(ckpt, ms=30.0, backend="openvino", file="m.xml")
+    _record(ckpt, ms=onnx_ms)
+    _record(ckpt, ms=openvino_ms, backend="openvino", file="m.xml")
+    return ckpt, onnx_path
+
+
+def test_a_stale_faster_entry_does_not_hide_a_valid_slower_one(tmp_path):
+    pytest.importorskip("openvino")
+    from retina_cli.export.openvino import OpenVinoBackend
+
+    ckpt, onnx_path = _both_exported(tmp_path, 20.0, 30.0)
     onnx_path.unlink()  # the faster one is gone: the other still holds and runs
     backend = load_backend(ckpt, device="cpu")
     assert isinstance(backend, OpenVinoBackend) and backend.picked.ms == 30.0
@@ -183,12 +191,9 @@ def test_a_record_of_another_checkpoint_is_started_afresh(tmp_path):
 
 def test_the_fastest_of_two_exports_is_picked(tmp_path):
     pytest.importorskip("openvino")
-    from retina_cli.export.openvino import OpenVinoBackend, export_openvino
+    from retina_cli.export.openvino import OpenVinoBackend
 
-    ckpt, onnx_path, _ = _exported(tmp_path)
-    export_openvino(ckpt, tmp_path / "m.xml")
-    _record(ckpt, ms=50.0)
-    _record(ckpt, ms=30.0, backend="openvino", file="m.xml")
+    ckpt, _ = _both_exported(tmp_path, 50.0, 30.0)
     assert isinstance(load_backend(ckpt, device="cpu"), OpenVinoBackend)
     _record(ckpt, ms=20.0)  # onnxruntime timed again, now faster: its entry is replaced
     record = json.loads(record_path(ckpt).read_text())
