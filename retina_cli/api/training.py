@@ -21,6 +21,9 @@ class TrainRun:
     history: one dict per epoch (the rows of metrics.csv: loss, cls, box, lr, AP, AP50, ...).
     predict_conf: the score threshold stored in ``best.pt`` for predict (the best mean F1 of its
     validation), None when no validation ranked anything (predict then uses 0.25).
+    time_split: where this process's wall time went (start-up, training steps, waiting for data,
+    validation, checkpoints, other): a :class:`~retina_cli.engine.time_split.TimeSplit`, whose
+    ``summary()`` is the line ``retina train`` prints and ``as_dict()`` the seconds per phase.
     """
 
     run_dir: Path
@@ -33,6 +36,7 @@ class TrainRun:
     settings: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
     predict_conf: float | None = None
+    time_split: Any = None
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -115,7 +119,7 @@ def train(
         run_dir=result.run_dir, best=result.run_dir / "best.pt", last=result.run_dir / "last.pt",
         best_ap=result.best_ap, best_ap50=result.best_ap50, epochs=result.epochs_done,
         stop_reason=result.stop_reason, settings=dict(plan.settings if plan else resolved.values),
-        history=list(trainer.history), predict_conf=trainer.post_cfg.predict_conf,
+        history=list(trainer.history), predict_conf=trainer.post_cfg.predict_conf, time_split=result.time_split,
     )
 
 

@@ -142,6 +142,8 @@ def train(
         f"weights {run.best}, {run.last}; metrics {run.run_dir / 'metrics.csv'}",
         highlight=False,
     )
+    if run.time_split is not None:
+        out.print(run.time_split.summary(), highlight=False)
     if run.predict_conf is not None:
         out.print(f"predict threshold {run.predict_conf:.2f} (the best mean F1 on val), stored in best.pt: "
                   f"`retina predict {run.best} SOURCE` uses it, --conf overrides", highlight=False)

@@ -25,6 +25,7 @@ from retina_cli.engine.detector import InferenceModel, TrainingModel, probe_inpu
 from retina_cli.engine.evaluate import EvalResult, evaluate_records
 from retina_cli.engine.optim import ModelEma, build_optimizer, build_scheduler, lr_factor
 from retina_cli.engine.reporting import LineReporter, Reporter, SilentReporter
+from retina_cli.engine.time_split import TimeSplit
 from retina_cli.errors import ConfigError, RetinaError
 from retina_cli.model.retinanet import RetinaNet
 from retina_cli.model.freeze import freeze_early_layers
@@ -46,6 +47,7 @@ class TrainResult:
     epochs_done: int
     last_eval: EvalResult | None
     stop_reason: str = ""  # why training ended before --epochs (patience, time budget); "" otherwise
+    time_split: TimeSplit | None = None  # where this process's wall time went
 
 
 def rng_state() -> dict[str, Any]:
@@ -172,6 +174,9 @@ class Trainer:
         # until the first steps are timed, a budget run's length is a placeholder (its warm-up cap)
         self.total_iters = self.max_iters or self.iters_per_epoch * 100
         self.clock = clock
+        self._started = clock() if started is None else started
+        self.time_split = TimeSplit()
+        self._startup_open = True
         self.budget = None
         if cfg.time > 0:
             spent = float(resume.get("elapsed_s", 0.0)) if resume else (clock() - started if started is not None else 0.0)
@@ -240,8 +245,10 @@ class Trainer:
     def save(self, name: str, epoch: int, epoch_complete: bool = True) -> Path:
         t0 = self.clock()
         path = self._save(name, epoch, epoch_complete)
+        seconds = self.clock() - t0
+        self.time_split.add("checkpoints", seconds)
         if self.budget is not None:
-            self.budget.record_save(self.clock() - t0)
+            self.budget.record_save(seconds)
         return path
 
     def _save(self, name: str, epoch: int, epoch_complete: bool) -> Path:
@@ -339,7 +346,9 @@ class Trainer:
                 _stop_workers(loader)
         if self.dist.is_main:
             self.write_report()
-        return TrainResult(self.run_dir, self.best_ap, self.best_ap50, epochs_done, last_eval, self.stop_reason)
+        self.time_split.total = self.clock() - self._started
+        return TrainResult(self.run_dir, self.best_ap, self.best_ap50, epochs_done, last_eval, self.stop_reason,
+                           self.time_split)
 
     def write_report(self) -> Path:
         """``report.html``: settings, data summary, curves, epochs and the best validation explained."""
@@ -410,7 +419,10 @@ class Trainer:
         self._epoch_sums = pos["sums"].clone().to(torch.float64) if pos else torch.zeros(4, dtype=torch.float64)
         self._epoch_spent = bool(pos["spent"]) if pos else False
         t0 = time.perf_counter()
-        self._t_step = self.clock()
+        self._t_step = self._t_ready = self.clock()
+        if self._startup_open:  # the first epoch of this process: until now, start-up
+            self.time_split.add("start-up", self._t_step - self._started)
+            self._startup_open = False
         self.reporter.start(f"epoch {self._epoch_label(epoch)}", self.iters_per_epoch)
         try:
             batches = iter(self.train_loader)
@@ -439,6 +451,8 @@ class Trainer:
     def _step(self, epoch: int, images: torch.Tensor, targets: Any, t0: float) -> None:
         """One optimisation step on a batch; updates the epoch's position (step, sums, budget)."""
         cfg = self.cfg
+        began = self.clock()  # since the last step ended: waiting for this batch
+        self.time_split.add("data", began - self._t_ready)
         images = images.to(self.device, non_blocking=True).float().contiguous(memory_format=self.memory_format)
         targets = targets.to(self.device)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
@@ -457,6 +471,8 @@ class Trainer:
                     f"The last good checkpoint is {self.run_dir / 'last.pt'}; try a lower --lr or --grad-clip"
                 )
             self.scheduler.step()
+            self._t_ready = self.clock()
+            self.time_split.add("steps", self._t_ready - began)
             return
         self._bad_steps = 0
         self.optimizer.zero_grad(set_to_none=True)
@@ -478,8 +494,9 @@ class Trainer:
                                  f"lr {self.optimizer.param_groups[0]['lr']:.2e} "
                                  f"{sums[3].item() * self.dist.world_size / max(elapsed, 1e-9):.1f} img/s")
         now = self.clock()
+        self.time_split.add("steps", now - began)
         self._epoch_spent = self._update_budget(now - self._t_step)
-        self._t_step = now
+        self._t_step = self._t_ready = now
 
     def _end_epoch(self, epoch: int, stats: dict[str, float], last: bool) -> EvalResult | None:
         cfg = self.cfg
@@ -487,8 +504,10 @@ class Trainer:
         if self.dist.is_main and ((epoch + 1) % cfg.val_interval == 0 or last):
             t0 = self.clock()
             result = self.evaluate()
+            seconds = self.clock() - t0
+            self.time_split.add("validation", seconds)
             if self.budget is not None and result is not None:
-                self.budget.record_validation(self.clock() - t0, len(self.val_records))
+                self.budget.record_validation(seconds, len(self.val_records))
         row = {"epoch": epoch + 1, **stats, "AP": -1.0, "AP50": -1.0, "AP75": -1.0}
         if result is not None:
             row.update(AP=result.metrics["AP"], AP50=result.metrics["AP50"], AP75=result.metrics["AP75"])

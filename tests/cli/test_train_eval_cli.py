@@ -30,6 +30,10 @@ def trained(data, tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("runs")
     result = runner.invoke(app, ["train", str(data), *TINY_FLAGS, "--epochs", "2", "--project", str(project)])
     assert result.exit_code == 0, result.output
+    # the run ends by saying where its time went
+    time_line = next(line for line in result.output.splitlines() if line.startswith("time "))
+    for phase in ("training steps", "waiting for data", "validation", "checkpoints", "start-up", "other"):
+        assert phase in time_line, time_line
     return project / "exp"
 
 
